@@ -6,7 +6,7 @@
 __all__ = ['CONFIG_FILENAME', 'PROFILES', 'find_repo_root', 'Config', 'load_config', 'resolve_profile', 'get_device',
            'seed_everything']
 
-# %% ../nbs/00_config.ipynb #0b3f2ee9
+# %% ../nbs/00_config.ipynb #e42b43ab
 import os
 import random
 from dataclasses import dataclass, field, replace
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-# %% ../nbs/00_config.ipynb #8b2cc27d
+# %% ../nbs/00_config.ipynb #d39ed5e1
 def find_repo_root(start: Path | str | None = None) -> Path | None:
     "The ood-repro checkout containing `start` (default: the current directory), or None outside one."
     here = Path(start or Path.cwd()).resolve()
@@ -26,7 +26,7 @@ def find_repo_root(start: Path | str | None = None) -> Path | None:
             return candidate
     return None
 
-# %% ../nbs/00_config.ipynb #ce78ad73
+# %% ../nbs/00_config.ipynb #75ae92af
 CONFIG_FILENAME = "ood_repro.yml"
 _KNOWN_KEYS = {"data_root", "datasets", "checkpoints", "work_dir", "cache_dir", "results_dir"}
 
@@ -56,7 +56,7 @@ class Config:
         "Where results of `profile` go: `figures/` for paper runs, the gitignored `runs/smoke/` otherwise."
         return self.results_dir / ("figures" if profile == "paper" else f"runs/{profile}")
 
-# %% ../nbs/00_config.ipynb #d5decc8a
+# %% ../nbs/00_config.ipynb #25127cbc
 def _read_config_file(path: Path) -> dict:
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -101,7 +101,7 @@ def load_config(path: Path | str | None = None, **overrides) -> Config:
                   results_dir=Path(content.get("results_dir", root)),
                   dataset_paths=dict(content.get("datasets", {})), checkpoints=dict(content.get("checkpoints", {})))
 
-# %% ../nbs/00_config.ipynb #e76260e6
+# %% ../nbs/00_config.ipynb #012282a2
 PROFILES = {
     "smoke": {"batch_size": 16, "num_workers": 0, "device": "cpu", "amp": False, "max_images": None},
     "paper": {"batch_size": 128, "num_workers": 8, "device": "auto", "amp": True, "max_images": None},
@@ -116,7 +116,7 @@ def resolve_profile(profile: str, **parameters) -> dict:
     resolved.update({key: value for key, value in parameters.items() if value is not None})
     return resolved
 
-# %% ../nbs/00_config.ipynb #889adb55
+# %% ../nbs/00_config.ipynb #2a3b32d8
 def get_device(preference: str = "auto") -> torch.device:
     "`auto` → the best available accelerator, else `cpu`; any explicit torch device string is checked."
     if preference == "auto":

