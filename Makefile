@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 EXPERIMENTS := $(sort $(wildcard nbs/tab*_*.ipynb nbs/fig*_*.ipynb))
 
-.PHONY: install test reproduce check-clean clean
+.PHONY: install test reproduce check-clean check-papermill bench clean
 
 install: $(STAMP)
 
@@ -26,9 +26,18 @@ $(STAMP): setup.py settings.ini pyproject.toml
 check-clean: install
 	$(BIN)/python .ci/check_clean.py
 
-test: install check-clean
+# nbdev_test ignores papermill's parameters tag; this runs the README's command, overriding a parameter.
+check-papermill: install
+	@mkdir -p runs/papermill
+	HF_HUB_OFFLINE=1 $(BIN)/papermill --log-level WARNING nbs/tab1_tagood.ipynb runs/papermill/tab1_tagood_tau.ipynb -p tau 0.5
+
+test: install check-clean check-papermill
 	cd nbs && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --n_workers 2 --timing
 	@echo "notebooks: $$(ls nbs/*.ipynb | wc -l) passed, 0 failed"
+
+# Speed benchmarks print measured ratios against reference implementations; they fail only on wrong values.
+bench: install
+	$(BIN)/python bench/metrics.py
 
 reproduce: install
 	@mkdir -p runs/papermill

@@ -8,7 +8,7 @@ __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_
            'FIGURE_DPI', 'paper_results', 'paper_table', 'average_mismatches', 'provenance_note', 'compare',
            'comparison_wide', 'watermark', 'write_table', 'plot_comparison', 'save_figure']
 
-# %% ../nbs/05_report.ipynb #b3ad1007
+# %% ../nbs/05_report.ipynb #867d08cb
 import functools
 import os
 import re
@@ -23,7 +23,7 @@ import seaborn as sns
 
 from .config import PROFILES, Config, load_config
 
-# %% ../nbs/05_report.ipynb #163141db
+# %% ../nbs/05_report.ipynb #84003e4a
 PAPERS = ("tagood", "synood")
 METRICS = ("AUROC", "FPR95")
 CONVENTIONS = {
@@ -57,7 +57,7 @@ def _all_results() -> pd.DataFrame:
 def _table_notes() -> pd.DataFrame:
     return _read_resource("paper_tables.csv").set_index(["paper", "table"])
 
-# %% ../nbs/05_report.ipynb #6cd6694e
+# %% ../nbs/05_report.ipynb #7b3be2cc
 def _check_paper(paper: str) -> str:
     if paper not in PAPERS:
         raise ValueError(f"Unknown paper {paper!r}: use one of {list(PAPERS)}.")
@@ -83,7 +83,7 @@ def paper_results(paper: str | None = None, table=None) -> pd.DataFrame:
         results = results[results["table"] == _check_table(paper, table)]
     return results.reset_index(drop=True).copy()
 
-# %% ../nbs/05_report.ipynb #a34fb75d
+# %% ../nbs/05_report.ipynb #d9bb301d
 def _index_columns(records: pd.DataFrame) -> list[str]:
     "['method'], or ['method', 'backbone'] where a method appears with several backbones."
     rows = records.drop_duplicates(["method", "backbone"])
@@ -112,7 +112,7 @@ def paper_table(paper: str, table) -> pd.DataFrame:
         order = pd.Index(row_order["method"], name="method")
     return wide.reindex(index=order, columns=_paper_columns(records))
 
-# %% ../nbs/05_report.ipynb #6a93c02a
+# %% ../nbs/05_report.ipynb #b8b24eda
 def average_mismatches(tolerance: float = 0.005) -> pd.DataFrame:
     "Every printed Average that differs from the mean of its printed parts by more than `tolerance` (percent points)."
     results = paper_results()
@@ -128,7 +128,7 @@ def average_mismatches(tolerance: float = 0.005) -> pd.DataFrame:
     mismatched = checked[checked["difference"].abs() > tolerance + 1e-9]
     return mismatched.assign(mean_of_parts=mismatched["mean_of_parts"].round(4)).reset_index(drop=True)
 
-# %% ../nbs/05_report.ipynb #8ab154a1
+# %% ../nbs/05_report.ipynb #94bcc380
 def _row_label(record) -> str:
     return f"{record['method']} ({record['backbone']})" if record["backbone"] else record["method"]
 
@@ -156,7 +156,7 @@ def provenance_note(paper: str, table) -> str:
         lines.append(f"- Training-based baselines, cited and not recomputed: {', '.join(label(r) for _, r in trained.iterrows())}.")
     return "\n".join(lines)
 
-# %% ../nbs/05_report.ipynb #9119ef87
+# %% ../nbs/05_report.ipynb #f076d6e1
 STATUS_RECOMPUTED = "recomputed"
 STATUS_NOT_RECOMPUTED = "paper value, not recomputed"
 STATUS_TRAINING_CITED = "training-based: cited"
@@ -243,7 +243,7 @@ def compare(ours: pd.DataFrame, paper: str, table, aliases: dict | None = None) 
                     lines.append(line(our_label, None, column, np.nan, our_value))
     return pd.DataFrame(lines, columns=COMPARISON_COLUMNS)
 
-# %% ../nbs/05_report.ipynb #5405087f
+# %% ../nbs/05_report.ipynb #1de54767
 COMPARISON_LEGEND = ("Cells: ours (paper). † paper value, not recomputed; ‡ training-based baseline, cited from the "
                      "paper; (–) not in the paper.")
 
@@ -273,7 +273,7 @@ def comparison_wide(comparison: pd.DataFrame) -> pd.DataFrame:
                                         names=["dataset", "metric"])
     return wide.reindex(index=order, columns=columns).fillna("")
 
-# %% ../nbs/05_report.ipynb #4137c797
+# %% ../nbs/05_report.ipynb #6a91f858
 SMOKE_WATERMARK = ("SMOKE PROFILE — tiny random models on the generated toy benchmark; "
                    "numbers are not comparable with the paper")
 WATERMARK_GID = "ood_repro_watermark"
@@ -310,6 +310,10 @@ def _atomic_write(path: Path, write) -> Path:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
+        # mkstemp creates the file private (0600); results are meant to be read by others, so apply the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -356,7 +360,7 @@ def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None
     md_path = _atomic_write(directory / f"{name}.md", lambda handle: handle.write(markdown.encode("utf-8")))
     return {"csv": csv_path, "md": md_path}
 
-# %% ../nbs/05_report.ipynb #f0a165ed
+# %% ../nbs/05_report.ipynb #2ccfebf8
 def plot_comparison(comparison: pd.DataFrame, metric: str = "AUROC") -> plt.Figure:
     "Grouped bars, paper vs ours, of `metric` per dataset; one panel per method we computed."
     missing = [column for column in COMPARISON_COLUMNS if column not in comparison.columns]
