@@ -10,9 +10,20 @@ STAMP := $(VENV)/.installed
 PROFILE ?= smoke
 EXPERIMENTS := $(sort $(wildcard nbs/tab*_*.ipynb nbs/fig*_*.ipynb))
 
-.PHONY: install test reproduce check-clean check-papermill bench clean
+.PHONY: install system-deps test reproduce check-clean check-papermill bench clean
+# Debian packages the tests read: WordNet 3.0 (NegLabel's word corpus, read by NLTK without a download).
+DEBIAN_PACKAGES := wordnet-base
 
-install: $(STAMP)
+install: system-deps $(STAMP)
+
+# Installs the Debian packages that are missing, where apt-get exists and we may use it; otherwise says what to install.
+system-deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			(apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) >/dev/null; \
+		else echo "Missing Debian packages: $$missing (install them, e.g. sudo apt-get install $$missing)"; fi; \
+	fi
 
 # Re-runs only when the packaging files change; creating the venv is skipped when it exists.
 $(STAMP): setup.py settings.ini pyproject.toml

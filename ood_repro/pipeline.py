@@ -5,20 +5,20 @@
 # %% auto #0
 __all__ = ['Benchmark', 'get_benchmark', 'check_datasets', 'Evaluator']
 
-# %% ../nbs/12_pipeline.ipynb #373610e2
+# %% ../nbs/12_pipeline.ipynb #6b4f6e30
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .backbones import get_extractor
-from .baselines import Scorer
+from .scorer import Scorer
 from .cache import FeatureCache, extract
 from .config import get_device, load_config, resolve_profile, seed_everything
 from .data import BENCHMARKS, check_counts, get_dataset
 from .metrics import evaluate, results_table
 
-# %% ../nbs/12_pipeline.ipynb #3f3aa0e8
+# %% ../nbs/12_pipeline.ipynb #47ec4fad
 @dataclass(frozen=True)
 class Benchmark:
     "An in-distribution train/test pair and the OOD sets compared against the ID test set, in column order."
@@ -39,7 +39,7 @@ def get_benchmark(name: str) -> Benchmark:
         raise ValueError(f"Unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}.")
     return Benchmark(name, id_train="imagenet-train", id_test="imagenet-val", ood=tuple(BENCHMARKS[name]))
 
-# %% ../nbs/12_pipeline.ipynb #3ee0ee2a
+# %% ../nbs/12_pipeline.ipynb #c429d219
 def check_datasets(names, config) -> None:
     "Check folder and image count of every dataset in `names`; one error lists every problem found."
     problems = []
@@ -51,7 +51,7 @@ def check_datasets(names, config) -> None:
     if problems:
         raise FileNotFoundError(f"{len(problems)} dataset(s) are missing or incomplete:\n" + "\n".join(problems))
 
-# %% ../nbs/12_pipeline.ipynb #8e7f690e
+# %% ../nbs/12_pipeline.ipynb #9bfa8027
 def _feature_arrays(entry) -> dict:
     "The arrays a scorer reads from a cache entry: classifier `features`/`logits`, or CLIP `image_features`."
     features = "features" if "features" in entry else "image_features" if "image_features" in entry else None
