@@ -26,7 +26,7 @@ system-deps:
 	fi
 
 # Re-runs only when the packaging files change; creating the venv is skipped when it exists.
-$(STAMP): setup.py settings.ini pyproject.toml
+$(STAMP): setup.py settings.ini
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
