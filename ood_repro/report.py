@@ -6,9 +6,9 @@
 __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_RECOMPUTED', 'STATUS_TRAINING_CITED',
            'STATUS_NOT_IN_PAPER', 'COMPARISON_COLUMNS', 'COMPARISON_LEGEND', 'SMOKE_WATERMARK', 'WATERMARK_GID',
            'FIGURE_DPI', 'paper_results', 'paper_table', 'average_mismatches', 'provenance_note', 'compare',
-           'comparison_wide', 'watermark', 'write_table', 'plot_comparison', 'save_figure']
+           'comparison_wide', 'watermark', 'write_table', 'plot_comparison', 'save_figure', 'publish']
 
-# %% ../nbs/05_report.ipynb #867d08cb
+# %% ../nbs/05_report.ipynb #83d1c107
 import functools
 import os
 import re
@@ -23,7 +23,7 @@ import seaborn as sns
 
 from .config import PROFILES, Config, load_config
 
-# %% ../nbs/05_report.ipynb #84003e4a
+# %% ../nbs/05_report.ipynb #521f33ab
 PAPERS = ("tagood", "synood")
 METRICS = ("AUROC", "FPR95")
 CONVENTIONS = {
@@ -57,7 +57,7 @@ def _all_results() -> pd.DataFrame:
 def _table_notes() -> pd.DataFrame:
     return _read_resource("paper_tables.csv").set_index(["paper", "table"])
 
-# %% ../nbs/05_report.ipynb #7b3be2cc
+# %% ../nbs/05_report.ipynb #a6d52ea2
 def _check_paper(paper: str) -> str:
     if paper not in PAPERS:
         raise ValueError(f"Unknown paper {paper!r}: use one of {list(PAPERS)}.")
@@ -83,7 +83,7 @@ def paper_results(paper: str | None = None, table=None) -> pd.DataFrame:
         results = results[results["table"] == _check_table(paper, table)]
     return results.reset_index(drop=True).copy()
 
-# %% ../nbs/05_report.ipynb #d9bb301d
+# %% ../nbs/05_report.ipynb #9ab189f5
 def _index_columns(records: pd.DataFrame) -> list[str]:
     "['method'], or ['method', 'backbone'] where a method appears with several backbones."
     rows = records.drop_duplicates(["method", "backbone"])
@@ -112,7 +112,7 @@ def paper_table(paper: str, table) -> pd.DataFrame:
         order = pd.Index(row_order["method"], name="method")
     return wide.reindex(index=order, columns=_paper_columns(records))
 
-# %% ../nbs/05_report.ipynb #b8b24eda
+# %% ../nbs/05_report.ipynb #834638ad
 def average_mismatches(tolerance: float = 0.005) -> pd.DataFrame:
     "Every printed Average that differs from the mean of its printed parts by more than `tolerance` (percent points)."
     results = paper_results()
@@ -128,7 +128,7 @@ def average_mismatches(tolerance: float = 0.005) -> pd.DataFrame:
     mismatched = checked[checked["difference"].abs() > tolerance + 1e-9]
     return mismatched.assign(mean_of_parts=mismatched["mean_of_parts"].round(4)).reset_index(drop=True)
 
-# %% ../nbs/05_report.ipynb #94bcc380
+# %% ../nbs/05_report.ipynb #5f10a204
 def _row_label(record) -> str:
     return f"{record['method']} ({record['backbone']})" if record["backbone"] else record["method"]
 
@@ -156,7 +156,7 @@ def provenance_note(paper: str, table) -> str:
         lines.append(f"- Training-based baselines, cited and not recomputed: {', '.join(label(r) for _, r in trained.iterrows())}.")
     return "\n".join(lines)
 
-# %% ../nbs/05_report.ipynb #f076d6e1
+# %% ../nbs/05_report.ipynb #1356c548
 STATUS_RECOMPUTED = "recomputed"
 STATUS_NOT_RECOMPUTED = "paper value, not recomputed"
 STATUS_TRAINING_CITED = "training-based: cited"
@@ -243,7 +243,7 @@ def compare(ours: pd.DataFrame, paper: str, table, aliases: dict | None = None) 
                     lines.append(line(our_label, None, column, np.nan, our_value))
     return pd.DataFrame(lines, columns=COMPARISON_COLUMNS)
 
-# %% ../nbs/05_report.ipynb #1de54767
+# %% ../nbs/05_report.ipynb #f35c3b6b
 COMPARISON_LEGEND = ("Cells: ours (paper). † paper value, not recomputed; ‡ training-based baseline, cited from the "
                      "paper; (–) not in the paper.")
 
@@ -273,7 +273,7 @@ def comparison_wide(comparison: pd.DataFrame) -> pd.DataFrame:
                                         names=["dataset", "metric"])
     return wide.reindex(index=order, columns=columns).fillna("")
 
-# %% ../nbs/05_report.ipynb #6a91f858
+# %% ../nbs/05_report.ipynb #aea4f20b
 SMOKE_WATERMARK = ("SMOKE PROFILE — tiny random models on the generated toy benchmark; "
                    "numbers are not comparable with the paper")
 WATERMARK_GID = "ood_repro_watermark"
@@ -360,7 +360,7 @@ def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None
     md_path = _atomic_write(directory / f"{name}.md", lambda handle: handle.write(markdown.encode("utf-8")))
     return {"csv": csv_path, "md": md_path}
 
-# %% ../nbs/05_report.ipynb #2ccfebf8
+# %% ../nbs/05_report.ipynb #7316ec88
 def plot_comparison(comparison: pd.DataFrame, metric: str = "AUROC") -> plt.Figure:
     "Grouped bars, paper vs ours, of `metric` per dataset; one panel per method we computed."
     missing = [column for column in COMPARISON_COLUMNS if column not in comparison.columns]
@@ -397,3 +397,19 @@ def save_figure(fig: plt.Figure, name: str, profile: str, config: Config | None 
                  rotation=25, ha="center", va="center", weight="bold", zorder=10)
     path = (config or load_config()).output_dir(profile) / f"{name}.png"
     return _atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=FIGURE_DPI))
+
+# %% ../nbs/05_report.ipynb #8f970a85
+def publish(ours: pd.DataFrame, paper: str, table, name: str, profile: str, config: Config | None = None,
+            aliases: dict | None = None, figure_metric: str | None = "AUROC") -> dict:
+    "Compare `ours` with the paper's table, write table, long comparison and figure; what was made and where."
+    comparison = compare(ours, paper, table, aliases=aliases)
+    wide = comparison_wide(comparison)
+    written = {f"table {kind}": path for kind, path in write_table(wide, name, profile, config).items()}
+    written.update({f"comparison {kind}": path
+                    for kind, path in write_table(comparison, f"{name}_long", profile, config).items()})
+    figure = None
+    if figure_metric is not None:
+        figure = plot_comparison(comparison, metric=figure_metric)
+        written["figure"] = save_figure(figure, f"{name}_{figure_metric.lower()}", profile, config)
+    note = provenance_note(paper, table) + "\n\n" + COMPARISON_LEGEND
+    return {"comparison": comparison, "table": wide, "figure": figure, "written": written, "note": note}
