@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['Benchmark', 'get_benchmark', 'check_datasets', 'Evaluator']
 
-# %% ../nbs/12_pipeline.ipynb #6b4f6e30
+# %% ../nbs/12_pipeline.ipynb #c241694c
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,7 @@ from .config import get_device, load_config, resolve_profile, seed_everything
 from .data import BENCHMARKS, check_counts, get_dataset
 from .metrics import evaluate, results_table
 
-# %% ../nbs/12_pipeline.ipynb #47ec4fad
+# %% ../nbs/12_pipeline.ipynb #ecdd1154
 @dataclass(frozen=True)
 class Benchmark:
     "An in-distribution train/test pair and the OOD sets compared against the ID test set, in column order."
@@ -39,7 +39,7 @@ def get_benchmark(name: str) -> Benchmark:
         raise ValueError(f"Unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}.")
     return Benchmark(name, id_train="imagenet-train", id_test="imagenet-val", ood=tuple(BENCHMARKS[name]))
 
-# %% ../nbs/12_pipeline.ipynb #c429d219
+# %% ../nbs/12_pipeline.ipynb #1c76d810
 def check_datasets(names, config) -> None:
     "Check folder and image count of every dataset in `names`; one error lists every problem found."
     problems = []
@@ -51,7 +51,7 @@ def check_datasets(names, config) -> None:
     if problems:
         raise FileNotFoundError(f"{len(problems)} dataset(s) are missing or incomplete:\n" + "\n".join(problems))
 
-# %% ../nbs/12_pipeline.ipynb #9bfa8027
+# %% ../nbs/12_pipeline.ipynb #8c45cf39
 def _feature_arrays(entry) -> dict:
     "The arrays a scorer reads from a cache entry: classifier `features`/`logits`, or CLIP `image_features`."
     features = "features" if "features" in entry else "image_features" if "image_features" in entry else None
@@ -89,8 +89,8 @@ class Evaluator:
                                             amp=self.settings["amp"], progress=self.progress)
         return self.entries[dataset]
 
-    def evaluate(self, scorer: Scorer, name: str | None = None) -> pd.DataFrame:
-        "One table row: `scorer` fitted if it needs ID statistics, then scored on ID test vs each OOD set."
+    def metrics(self, scorer: Scorer, name: str | None = None, datasets=None, convention: str | None = None) -> dict:
+        "{OOD set: evaluate-dict} of `scorer` (fitted first if it needs ID statistics) against the ID test set."
         name = name or scorer.name
         if getattr(scorer, "requires_fit", False):
             train = self.features(self.benchmark.id_train)
@@ -98,8 +98,23 @@ class Evaluator:
         id_scores = scorer.score(**_feature_arrays(self.features(self.benchmark.id_test)))
         self.scores[name] = {self.benchmark.id_test: id_scores}
         results = {}
-        for dataset in self.benchmark.ood:
+        for dataset in datasets or self.benchmark.ood:
             ood_scores = scorer.score(**_feature_arrays(self.features(dataset)))
             self.scores[name][dataset] = ood_scores
-            results[dataset] = evaluate(id_scores, ood_scores, convention=self.convention)
-        return results_table(results, name=name)
+            results[dataset] = evaluate(id_scores, ood_scores, convention=convention or self.convention)
+        return results
+
+    def evaluate(self, scorer: Scorer, name: str | None = None, datasets=None, convention: str | None = None) -> pd.DataFrame:
+        "One table row: per-OOD-set metrics (the benchmark's sets unless `datasets` is given) and their average."
+        name = name or scorer.name
+        return results_table(self.metrics(scorer, name, datasets, convention), name=name)
+
+    def evaluate_groups(self, scorer: Scorer, groups: dict, name: str | None = None,
+                        convention: str | None = None) -> pd.DataFrame:
+        "One row of group averages, e.g. OpenOOD's {'Near': (...), 'Far': (...)}: each the mean of its sets' metrics."
+        name = name or scorer.name
+        members = [dataset for datasets in groups.values() for dataset in datasets]
+        results = self.metrics(scorer, name, list(dict.fromkeys(members)), convention)
+        means = {group: {key: float(np.mean([results[dataset][key] for dataset in datasets]))
+                         for key in results[datasets[0]]} for group, datasets in groups.items()}
+        return results_table(means, name=name, average=False)
