@@ -1,0 +1,197 @@
+"""JupyterLab as a user sees it: the Table 1 notebook opened in headless Chromium renders its title and parameters.
+
+The server is `jupyter lab` of this environment on a free local port with a random token, its configuration,
+data, runtime, settings and workspaces in a temporary folder (so nothing of `~/.jupyter` leaks in), and its two
+internet features (news, update check) switched off. The browser is Debian's `chromium`, driven by Playwright with
+that executable: `playwright install` is never run (it downloads a browser). The notebook is a copy in a
+temporary root, so that autosave cannot touch `nbs/`. The page must make no request outside 127.0.0.1.
+
+Recipe and pitfalls: research/feasibility_browser.md. Two of them shape the code: the browser is closed only once
+no HTTP request has been in flight for half a second (a shutdown that arrives while Lab's start-up
+`GET /api/nbconvert` runs can hang jupyter_server for good), and the server is killed if it has not stopped 10 s
+after `POST /api/shutdown`. Locally the test is skipped when Chromium or Playwright is missing; in CI (`CI` set)
+that is a failure.
+"""
+import contextlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "nbs" / "tab1_tagood.ipynb"
+SCREENSHOTS = REPO / "runs" / "screenshots"  # runs/ is gitignored
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SERVER_CONFIG = """\
+c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.handlers.announcements.NeverCheckForUpdate"
+c.LabApp.extension_manager = "readonly"
+"""
+
+
+def require_browser() -> None:
+    "Skip (locally) or fail (in CI) when the browser or its driver is missing."
+    missing = []
+    if not Path(CHROMIUM).is_file():
+        missing.append("Debian's chromium (`make install` installs it: apt-get install chromium fonts-liberation)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright package (the dev extra: pip install -e '.[dev]')")
+    if missing:
+        message = "JupyterLab browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LabServer:
+    def __init__(self, process: subprocess.Popen, port: int, token: str, log: Path):
+        self.process, self.port, self.token, self.log = process, port, token, log
+
+    def url(self, notebook: str) -> str:
+        return f"http://127.0.0.1:{self.port}/lab/tree/{notebook}?token={self.token}"
+
+    def api(self, path: str, method: str = "GET", timeout: float = 5.0):
+        "(status, parsed JSON or None) of a REST call with the token."
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+            return response.status, (json.loads(body) if body else None)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+def wait_until(condition, timeout: float, what: str, server: LabServer) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"jupyter lab exited ({server.process.returncode}) while waiting for {what}:\n"
+                                 f"{server.log_tail()}")
+        try:
+            if condition():
+                return
+        except (OSError, urllib.error.URLError, ValueError):
+            pass  # not up yet, or a transient 500 while the kernel starts
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{server.log_tail()}")
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, work: Path):
+    "A JupyterLab server on a free port, isolated in `work`; shut down (or killed) on exit."
+    folders = {name: work / name.lower() for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR",
+                                                        "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    (folders["JUPYTER_CONFIG_DIR"] / "jupyter_server_config.py").write_text(SERVER_CONFIG)
+    notification = folders["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = {key: value for key, value in os.environ.items() if key != "JUPYTER_TOKEN"}
+    env.update({name: str(folder) for name, folder in folders.items()}, HF_HUB_OFFLINE="1")
+    port, token, log = free_port(), secrets.token_hex(16), work / "jupyter_lab.log"
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root.resolve()}", "--ServerApp.allow_root=True"]
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    server = LabServer(process, port, token, log)
+    try:
+        wait_until(lambda: server.api("/api/status")[0] == 200, 60, "the server to answer", server)
+        yield server
+    finally:
+        try:
+            server.api("/api/shutdown", method="POST")
+        except (OSError, urllib.error.URLError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # the AnyIO-worker hang: SIGTERM cannot end it
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def parameters_cell(notebook: Path) -> list:
+    "The source lines of the cell tagged `parameters`."
+    cells = json.loads(notebook.read_text())["cells"]
+    tagged = [cell for cell in cells if "parameters" in cell["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    return "".join(tagged[0]["source"]).splitlines()
+
+
+def test_table_notebook_renders_in_jupyterlab(tmp_path):
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    started = time.monotonic()
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    n_cells = len(json.loads(NOTEBOOK.read_text())["cells"])
+    first_parameter, second_parameter = parameters_cell(NOTEBOOK)[:2]
+    external, pending = [], {}
+
+    def on_request(request):
+        pending[id(request)] = request.url
+        if urlparse(request.url).hostname not in ("127.0.0.1", "localhost", None):
+            external.append(request.url)
+
+    with jupyter_lab(root, tmp_path / "jupyter") as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("request", on_request)
+            page.on("requestfinished", lambda request: pending.pop(id(request), None))
+            page.on("requestfailed", lambda request: pending.pop(id(request), None))
+            page.goto(server.url(NOTEBOOK.name), wait_until="domcontentloaded", timeout=60_000)
+
+            panel = page.locator(".jp-NotebookPanel", has=page.locator(".jp-Notebook"))
+            expect(panel.locator(".jp-Notebook .jp-Cell")).to_have_count(n_cells, timeout=60_000)
+            title = panel.locator(".jp-MarkdownCell .jp-RenderedMarkdown h1", has_text="TagOOD Table 1")
+            expect(title).to_be_visible(timeout=30_000)
+            expect(title).to_be_in_viewport()
+            editor = panel.locator(".jp-CodeCell .jp-InputArea-editor .cm-content", has_text=first_parameter.split("#")[0].strip())
+            editor.scroll_into_view_if_needed(timeout=30_000)
+            expect(editor).to_be_in_viewport()
+            expect(editor).to_contain_text(second_parameter.split("#")[0].strip())
+            expect(editor).to_contain_text("tau = 0.5")
+
+            # the kernel must be running and idle: the notebook can be run from here
+            wait_until(lambda: any(kernel["execution_state"] == "idle" and kernel["connections"] > 0
+                                   for kernel in server.api("/api/kernels")[1]), 60, "an idle kernel", server)
+            quiet_since, deadline = time.monotonic(), time.monotonic() + 30
+            while time.monotonic() - quiet_since < 0.5:  # no request in flight for 0.5 s (see the module docstring)
+                assert time.monotonic() < deadline, f"requests still in flight after 30 s: {list(pending.values())}"
+                page.wait_for_timeout(100)  # Playwright dispatches request events only inside its own calls
+                if pending:
+                    quiet_since = time.monotonic()
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            screenshot = SCREENSHOTS / "tab1_tagood.png"
+            page.screenshot(path=str(screenshot))
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
+    assert not external, f"the page contacted other hosts: {external[:5]}"
+    print(f"JupyterLab test: {time.monotonic() - started:.1f} s, screenshot {screenshot}")
