@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['EXTRACTOR_VERSION', 'TINY_IMAGE_SIZE', 'TINY_CLIP_TEXT', 'MODELS', 'BLOCK_NORM_VERSION', 'LOCAL_FEATURES_VERSION',
            'ModelSpec', 'get_spec', 'models_table', 'read_state_dict', 'load_state_dict_strict', 'file_sha256',
-           'WeightsUnavailableError', 'hub_location', 'hub_weights_file', 'resolve_weights', 'feature_map_norm',
-           'feature_blocks', 'TimmClassifier', 'clip_tokenizer', 'OpenClipExtractor', 'get_extractor',
-           'normalisation_std', 'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle', 'JigsawExtractor']
+           'WeightsUnavailableError', 'hub_location', 'hub_weights_file', 'resolve_weights', 'Extractor',
+           'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier', 'clip_tokenizer',
+           'OpenClipExtractor', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle',
+           'JigsawExtractor']
 
-# %% ../nbs/04_backbones.ipynb #f60fcd25
+# %% ../nbs/04_backbones.ipynb #3cdd4be7
 import functools
 import hashlib
 import json
@@ -34,7 +35,7 @@ from torchvision import transforms
 from .config import PROFILES, load_config
 from .data import TOY_ID_CLASSES, make_transform
 
-# %% ../nbs/04_backbones.ipynb #7f23d9fe
+# %% ../nbs/04_backbones.ipynb #11d590d1
 EXTRACTOR_VERSION = "1"  # bump when what an extractor returns changes, so old cache entries are not reused
 
 TINY_IMAGE_SIZE = 64
@@ -95,7 +96,7 @@ def models_table() -> pd.DataFrame:
             for spec in MODELS.values()]
     return pd.DataFrame(rows).set_index("name")
 
-# %% ../nbs/04_backbones.ipynb #b80e9858
+# %% ../nbs/04_backbones.ipynb #4b73fa85
 _ENVELOPE_KEYS = ("state_dict", "model")
 
 
@@ -154,7 +155,7 @@ def file_sha256(path: Path | str) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-# %% ../nbs/04_backbones.ipynb #8dbab7fb
+# %% ../nbs/04_backbones.ipynb #d22d996a
 class WeightsUnavailableError(RuntimeError):
     "Real weights of a model could be neither found locally nor downloaded."
 
@@ -225,7 +226,64 @@ def resolve_weights(spec: ModelSpec, config=None, checkpoint=None) -> tuple:
         return path, f"sha256:{file_sha256(path)}"
     return hub_weights_file(spec), spec.pretrained_tag
 
-# %% ../nbs/04_backbones.ipynb #49f8c432
+# %% ../nbs/04_backbones.ipynb #3dbd4472
+class Extractor:
+    "A network as a feature-cache extractor: `extractor(images)` → dict of (B, …) tensors, without gradients."
+
+    def __init__(self, model: torch.nn.Module, transform, name: str, model_id: str, weights_id: str):
+        self.model = model.eval()
+        self.transform, self.name, self.model_id, self.weights_id = transform, name, model_id, weights_id
+
+    def forward(self, images: torch.Tensor) -> dict:
+        "The outputs for a transformed batch `images` (B, 3, H, W), with autograd enabled."
+        raise NotImplementedError(f"{type(self).__name__} must define forward(images).")
+
+    def __call__(self, images: torch.Tensor) -> dict:
+        with torch.no_grad():
+            return self.forward(images)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "Extractor":
+        self.model.to(device)
+        return self
+
+    def options(self) -> dict:
+        "The options that change what is extracted, as cache-key entries (none by default)."
+        return {}
+
+    def cache_id(self) -> dict:
+        "What the cached outputs depend on: model, weights, preprocessing, this code's version and the options."
+        return {"model_id": self.model_id, "weights_id": self.weights_id,
+                "preprocessing": self.transform.description, "extractor_version": EXTRACTOR_VERSION, **self.options()}
+
+
+class ExtractorWrapper(Extractor):
+    "An extractor applied through another one (`self.wrapped`): same transform and device, identity extended by `options()`."
+
+    def __init__(self, wrapped):
+        if not callable(getattr(wrapped, "cache_id", None)):
+            raise TypeError(f"{type(self).__name__} wraps an extractor with `cache_id`; got {type(wrapped).__name__}.")
+        self.wrapped = wrapped
+
+    @property
+    def transform(self):
+        return self.wrapped.transform
+
+    @property
+    def device(self) -> torch.device:
+        return self.wrapped.device
+
+    def to(self, device) -> "ExtractorWrapper":
+        self.wrapped.to(device)
+        return self
+
+    def cache_id(self) -> dict:
+        return dict(self.wrapped.cache_id(), **self.options())
+
+# %% ../nbs/04_backbones.ipynb #1f662d5c
 BLOCK_NORM_VERSION = "relu-l2-over-positions-mean-over-channels-v1"  # enters the cache key of block_norms
 
 _BLOCK_LAYOUTS = ((resnet.BasicBlock, "NCHW"), (resnet.Bottleneck, "NCHW"),
@@ -254,8 +312,8 @@ def feature_blocks(model: torch.nn.Module) -> list:
         raise TypeError(f"block_norms needs a timm ResNet, Swin or ViT; {type(model).__name__} has none of their blocks.")
     return blocks
 
-# %% ../nbs/04_backbones.ipynb #1bcbf48f
-class TimmClassifier:
+# %% ../nbs/04_backbones.ipynb #f9fc00b5
+class TimmClassifier(Extractor):
     "A timm image classifier as an extractor: {'logits': (B, C), 'features': (B, D)} and its last layer `head`."
 
     def __init__(self, model: torch.nn.Module, transform, name: str, model_id: str, weights_id: str,
@@ -264,8 +322,8 @@ class TimmClassifier:
         if not isinstance(classifier, torch.nn.Linear):
             raise TypeError(f"Model {model_id} has no linear classifier (got {type(classifier).__name__}); "
                             f"build it with num_classes > 0.")
-        self.model, self.classifier = model.eval(), classifier
-        self.transform, self.name, self.model_id, self.weights_id = transform, name, model_id, weights_id
+        super().__init__(model, transform, name, model_id, weights_id)
+        self.classifier = classifier
         self.block_norms = bool(block_norms)
         self._blocks = feature_blocks(model) if self.block_norms else []
         self._recorded_norms = {}  # block index → (B,) norms of the last forward pass
@@ -290,10 +348,6 @@ class TimmClassifier:
         return self.classifier.in_features
 
     @property
-    def device(self) -> torch.device:
-        return self.classifier.weight.device
-
-    @property
     def head(self) -> tuple:
         "(W, b) of the last layer as float32 numpy arrays of shape (C, D) and (C,), copied to the CPU."
         weight = self.classifier.weight.detach().to("cpu", torch.float32).numpy().copy()
@@ -310,28 +364,15 @@ class TimmClassifier:
             self._recorded_norms.clear()
         return outputs
 
-    def __call__(self, images: torch.Tensor) -> dict:
-        with torch.no_grad():
-            return self.forward(images)
-
-    def to(self, device) -> "TimmClassifier":
-        self.model.to(device)
-        return self
-
-    def cache_id(self) -> dict:
-        "What the cached outputs depend on: model, weights, preprocessing, this code's version and the options."
-        identity = {"model_id": self.model_id, "weights_id": self.weights_id,
-                    "preprocessing": self.transform.description, "extractor_version": EXTRACTOR_VERSION}
-        if self.block_norms:
-            identity["block_norms"] = BLOCK_NORM_VERSION
-        return identity
+    def options(self) -> dict:
+        return {"block_norms": BLOCK_NORM_VERSION} if self.block_norms else {}
 
     def __repr__(self):
         return (f"TimmClassifier({self.name!r}, {self.model_id}, weights={self.weights_id}, "
                 f"classes={self.num_classes}, features={self.feature_dim}"
                 f"{f', block_norms={len(self._blocks)}' if self.block_norms else ''})")
 
-# %% ../nbs/04_backbones.ipynb #af4dab7a
+# %% ../nbs/04_backbones.ipynb #3f902a17
 @functools.lru_cache(maxsize=None)
 def clip_tokenizer(context_length: int = 77) -> open_clip.SimpleTokenizer:
     "CLIP's BPE tokenizer from the vocabulary file bundled with open_clip (offline); built once per context length."
@@ -353,14 +394,13 @@ def _check_local_features_support(visual: torch.nn.Module, model_id: str) -> Non
                                   f"packed q/k/v projections, as OpenAI's models have; model {model_id} differs.")
 
 
-class OpenClipExtractor:
+class OpenClipExtractor(Extractor):
     "An open_clip model as an extractor: {'image_features': (B, E) unit vectors}, plus `encode_text(prompts)`."
 
     def __init__(self, model: torch.nn.Module, transform, name: str, model_id: str, weights_id: str,
                  local_features: bool = False):
-        self.model = model.eval()
+        super().__init__(model, transform, name, model_id, weights_id)
         self.tokenizer = clip_tokenizer(model.context_length)
-        self.transform, self.name, self.model_id, self.weights_id = transform, name, model_id, weights_id
         self.local_features = bool(local_features)
         self._last_block_input = None
         if self.local_features:
@@ -378,10 +418,6 @@ class OpenClipExtractor:
     def logit_scale(self) -> float:
         "exp of the learned temperature parameter: the factor CLIP multiplies cosine similarities by."
         return float(self.model.logit_scale.detach().exp())
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.logit_scale.device
 
     def _patch_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         "GL-MCM's local features (B, P, E) from the tokens (B, 1 + P, width) that enter the last block."
@@ -407,10 +443,6 @@ class OpenClipExtractor:
             outputs["local_features"] = self._patch_embeddings(tokens)
         return outputs
 
-    def __call__(self, images: torch.Tensor) -> dict:
-        with torch.no_grad():
-            return self.forward(images)
-
     def encode_text(self, prompts: list, batch_size: int = 256) -> torch.Tensor:
         "Normalised text embeddings (N, E), float32 on the CPU, of a list of N prompt strings."
         if isinstance(prompts, str) or not prompts or not all(isinstance(prompt, str) for prompt in prompts):
@@ -424,23 +456,14 @@ class OpenClipExtractor:
                 embeddings.append(self.model.encode_text(tokens, normalize=True).float().cpu())
         return torch.cat(embeddings)
 
-    def to(self, device) -> "OpenClipExtractor":
-        self.model.to(device)
-        return self
-
-    def cache_id(self) -> dict:
-        "What the cached outputs depend on: model, weights, preprocessing, this code's version and the options."
-        identity = {"model_id": self.model_id, "weights_id": self.weights_id,
-                    "preprocessing": self.transform.description, "extractor_version": EXTRACTOR_VERSION}
-        if self.local_features:
-            identity["local_features"] = LOCAL_FEATURES_VERSION
-        return identity
+    def options(self) -> dict:
+        return {"local_features": LOCAL_FEATURES_VERSION} if self.local_features else {}
 
     def __repr__(self):
         return (f"OpenClipExtractor({self.name!r}, {self.model_id}, weights={self.weights_id}, embed_dim={self.embed_dim}"
                 f"{', local_features' if self.local_features else ''})")
 
-# %% ../nbs/04_backbones.ipynb #b2d02c35
+# %% ../nbs/04_backbones.ipynb #6aafdc45
 _TIMM_CHECKPOINT_FILTERS = {  # what timm applies to downloaded weights of these architectures
     "swin_large_patch4_window12_384": swin_transformer.checkpoint_filter_fn,
     "deit_base_patch16_224": vision_transformer.checkpoint_filter_fn,
@@ -470,6 +493,18 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
                   num_classes: int | None = None, preprocessing: str | None = None,
                   block_norms: bool = False, local_features: bool = False):
     "The extractor of model `name`: real weights in the `paper` profile, a tiny seeded network otherwise."
+    # Imported here, not at the top: ood_repro.ram may build its extractor on this module's Extractor base class,
+    # and a top-level import in both directions would be a cycle.
+    from ood_repro.ram import RAM_MODELS, get_ram_extractor
+    if name in RAM_MODELS:
+        unsupported = [option for option, value in [("num_classes", num_classes), ("block_norms", block_norms),
+                                                    ("local_features", local_features)] if value]
+        if unsupported:
+            raise ValueError(f"{', '.join(unsupported)} do not apply to the RAM tagger {name!r}.")
+        return get_ram_extractor(name, profile, config=config, seed=seed, checkpoint=checkpoint,
+                                 **({"preprocessing": preprocessing} if preprocessing else {}))
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; known models: {', '.join([*MODELS, *RAM_MODELS])}.")
     spec = get_spec(name)
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
@@ -503,7 +538,7 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
     return OpenClipExtractor(network, transform, name=name, model_id=model_id, weights_id=weights_id,
                              local_features=local_features)
 
-# %% ../nbs/04_backbones.ipynb #45444dc0
+# %% ../nbs/04_backbones.ipynb #1f38100e
 def normalisation_std(transform) -> tuple:
     "The per-channel std of the `Normalize` step of `transform` (an `ood_repro.data.ImageTransform` or a torchvision Compose)."
     steps = getattr(getattr(transform, "pipeline", transform), "transforms", [])
@@ -513,7 +548,7 @@ def normalisation_std(transform) -> tuple:
     raise ValueError(f"The transform {transform!r} has no Normalize step to read the per-channel std from; pass `std=` explicitly.")
 
 
-class OdinExtractor:
+class OdinExtractor(ExtractorWrapper):
     "ODIN's perturbed-input logits (Liang et al., ICLR 2018, Eq. 2) as an extractor: {'odin_logits': (B, C)}."
 
     def __init__(self, classifier, temperature: float = 1000.0, epsilon: float = 0.0014, std=None):
@@ -524,19 +559,16 @@ class OdinExtractor:
             raise ValueError(f"ODIN `temperature` must be positive; got {temperature}.")
         if not epsilon >= 0:
             raise ValueError(f"ODIN `epsilon` (the perturbation size in pixel units) must be >= 0; got {epsilon}.")
-        self.classifier = classifier
+        super().__init__(classifier)
         self.temperature, self.epsilon = float(temperature), float(epsilon)
         self.std = tuple(float(value) for value in std) if std is not None else normalisation_std(classifier.transform)
         if len(self.std) != 3 or not all(value > 0 for value in self.std):
             raise ValueError(f"ODIN `std` must be three positive per-channel values; got {self.std}.")
 
     @property
-    def transform(self):
-        return self.classifier.transform
-
-    @property
-    def device(self) -> torch.device:
-        return self.classifier.device
+    def classifier(self):
+        "The wrapped classifier extractor."
+        return self.wrapped
 
     def perturb(self, images: torch.Tensor) -> torch.Tensor:
         "x̃ = x − ε·sign(∇ₓ CE(f(x)/T, argmax f(x))) / std, for normalised `images` (B, 3, H, W); no graph is kept."
@@ -550,23 +582,19 @@ class OdinExtractor:
         return inputs.detach() - self.epsilon * step
 
     def __call__(self, images: torch.Tensor) -> dict:
-        perturbed = self.perturb(images)
+        perturbed = self.perturb(images)  # needs the input gradient, so not under the base class's no_grad
         with torch.no_grad():
             return {"odin_logits": self.classifier.forward(perturbed)["logits"]}
 
-    def to(self, device) -> "OdinExtractor":
-        self.classifier.to(device)
-        return self
-
-    def cache_id(self) -> dict:
-        "The classifier's identity plus ODIN's temperature, epsilon and std."
-        return dict(self.classifier.cache_id(), odin={"temperature": self.temperature, "epsilon": self.epsilon,
-                                                      "std": list(self.std), "gradient": "sign(grad CE(f/T, argmax f))"})
+    def options(self) -> dict:
+        "ODIN's temperature, epsilon and std, added to the classifier's identity."
+        return {"odin": {"temperature": self.temperature, "epsilon": self.epsilon, "std": list(self.std),
+                         "gradient": "sign(grad CE(f/T, argmax f))"}}
 
     def __repr__(self):
         return f"OdinExtractor({self.classifier!r}, temperature={self.temperature}, epsilon={self.epsilon})"
 
-# %% ../nbs/04_backbones.ipynb #71cd65f8
+# %% ../nbs/04_backbones.ipynb #025c50b9
 def jigsaw_order(image: torch.Tensor, grid: int = 3, seed: int = 0) -> list:
     "The tile order of `image`'s puzzle: position i of the puzzle receives tile order[i] (row-major), from seed and content."
     # The CRC-32 of the pixels, started from `seed`: torch's CPU generator keeps only 32 bits of a seed.
@@ -593,30 +621,26 @@ def jigsaw_puzzle(images: torch.Tensor, grid: int = 3, seed: int = 0) -> torch.T
     return puzzles
 
 
-class JigsawExtractor:
+class JigsawExtractor(ExtractorWrapper):
     "Any extractor applied to jigsaw puzzles of its input images: FeatureNorm's pseudo-OOD (Yu et al., CVPR 2023)."
 
     def __init__(self, extractor, grid: int = 3, seed: int = 0):
-        if not callable(getattr(extractor, "cache_id", None)):
-            raise TypeError(f"JigsawExtractor wraps an extractor with `cache_id`; got {type(extractor).__name__}.")
+        super().__init__(extractor)
         if not isinstance(grid, int) or grid < 2:
             raise ValueError(f"The jigsaw `grid` must be an integer of at least 2; got {grid!r}.")
-        self.extractor, self.grid, self.seed = extractor, grid, int(seed)
+        self.grid, self.seed = grid, int(seed)
 
     @property
-    def transform(self):
-        return self.extractor.transform
+    def extractor(self):
+        "The wrapped extractor."
+        return self.wrapped
 
     def __call__(self, images: torch.Tensor) -> dict:
         return self.extractor(jigsaw_puzzle(images, self.grid, self.seed))
 
-    def to(self, device) -> "JigsawExtractor":
-        self.extractor.to(device)
-        return self
-
-    def cache_id(self) -> dict:
-        "The wrapped extractor's identity plus the puzzle's grid and seed."
-        return dict(self.extractor.cache_id(), jigsaw={"grid": self.grid, "seed": self.seed})
+    def options(self) -> dict:
+        "The puzzle's grid and seed, added to the wrapped extractor's identity."
+        return {"jigsaw": {"grid": self.grid, "seed": self.seed}}
 
     def __repr__(self):
         return f"JigsawExtractor({self.extractor!r}, grid={self.grid}, seed={self.seed})"

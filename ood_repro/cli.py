@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['FIGURES', 'EXTRA_WEIGHTS', 'REQUIREMENTS', 'OPTIONAL_DEPENDENCIES', 'WeightsSpec', 'Experiment', 'catalogue',
            'Parameter', 'notebooks_dir', 'read_parameters', 'UsageError', 'parse_value', 'check_value', 'result_files',
-           'list_command', 'RunResult', 'run_command', 'extract_command', 'cache_command', 'Check', 'gpu_checks',
-           'weight_checks', 'dataset_checks', 'dependency_checks', 'doctor', 'doctor_command', 'main']
+           'result_status', 'list_command', 'RunResult', 'run_command', 'extract_command', 'cache_command', 'Check',
+           'gpu_checks', 'weight_checks', 'dataset_checks', 'dependency_checks', 'doctor', 'doctor_command', 'main']
 
-# %% ../nbs/18_cli.ipynb #1c5187b4
+# %% ../nbs/18_cli.ipynb #9c6a25b1
 import argparse
 import ast
 import difflib
@@ -28,7 +28,7 @@ import pandas as pd
 
 from .config import PROFILES, Config, find_repo_root, load_config
 
-# %% ../nbs/18_cli.ipynb #69782eff
+# %% ../nbs/18_cli.ipynb #5a657ec1
 FIGURES = {  # (paper, number): title; figures with data only (research/tagood.md "Figures", synood_neglabel.md E)
     ("tagood", 3): "TagOOD Figure 3: threshold τ used to decompose the training images",
     ("tagood", 4): "TagOOD Figure 4: t-SNE of object features before and after the projection (OOD in grey)",
@@ -122,7 +122,7 @@ def catalogue() -> list:
         found.setdefault(f"fig{number}_{paper}", Experiment(f"fig{number}_{paper}", paper, "figure", number, title))
     return sorted(found.values(), key=lambda e: (PAPERS.index(e.paper), e.kind != "table", e.number))
 
-# %% ../nbs/18_cli.ipynb #bf3f7c84
+# %% ../nbs/18_cli.ipynb #27e89a71
 @dataclass(frozen=True)
 class Parameter:
     "One assignment of a notebook's `parameters` cell."
@@ -177,7 +177,7 @@ def read_parameters(notebook) -> dict:
             parameters[name] = Parameter(name, ast.get_source_segment(source, value), comment, literal=False)
     return parameters
 
-# %% ../nbs/18_cli.ipynb #bd20983d
+# %% ../nbs/18_cli.ipynb #3884daa4
 class UsageError(ValueError):
     "A command line that cannot run: unknown experiment or parameter, a value of the wrong type. Exit code 2."
 
@@ -216,7 +216,7 @@ def check_value(parameter: Parameter, text: str, notebook: str):
         raise UsageError(f"Parameter `profile` of {notebook} must be one of {sorted(PROFILES)}, not {text!r}.")
     return value
 
-# %% ../nbs/18_cli.ipynb #ea7b53db
+# %% ../nbs/18_cli.ipynb #c3fcfc75
 def result_files(name: str, profile: str, config: Config) -> list:
     "The files experiment `name` wrote for `profile`, its `<name>.csv` first."
     directory = config.output_dir(profile)
@@ -233,6 +233,11 @@ def _shown_path(path: Path, config: Config) -> str:
     return str(path.relative_to(config.results_dir)) if path.is_relative_to(config.results_dir) else str(path)
 
 
+def result_status(name: str, config: Config) -> str:
+    "'paper' when a paper-profile result exists, else 'smoke' when a smoke result does, else 'none'."
+    return next((profile for profile in ("paper", "smoke") if result_files(name, profile, config)), "none")
+
+
 def _results_text(name: str, config: Config) -> str:
     found = []
     for profile in ("paper", "smoke"):
@@ -242,7 +247,7 @@ def _results_text(name: str, config: Config) -> str:
             found.append(f"{profile}: {_shown_path(files[0], config)}{more}")
     return "; ".join(found) if found else "none yet"
 
-# %% ../nbs/18_cli.ipynb #3d68c5c3
+# %% ../nbs/18_cli.ipynb #7d0ea197
 def _experiment(name: str, nbs: Path) -> Experiment:
     "The experiment called `name` (a catalogue entry, or another tab*/fig* notebook); UsageError with suggestions."
     known = {e.name: e for e in _all_experiments(nbs)}
@@ -270,12 +275,12 @@ def _notebook_text(path: Path) -> str:
 def list_command(names: list, markdown: bool, nbs: Path, config: Config, out) -> int:
     experiments = [_experiment(name, nbs) for name in names] if names else _all_experiments(nbs)
     if markdown:
-        print("| experiment | what | notebook | results |", file=out)
-        print("|---|---|---|---|", file=out)
+        print("| experiment | what | notebook | status | results |", file=out)
+        print("|---|---|---|---|---|", file=out)
         for e in experiments:
             notebook = nbs / f"{e.name}.ipynb"
             print(f"| `{e.name}` | {e.title} | {'yes' if notebook.is_file() else 'not yet'} | "
-                  f"{_results_text(e.name, config)} |", file=out)
+                  f"{result_status(e.name, config)} | {_results_text(e.name, config)} |", file=out)
         return 0
     for e in experiments:
         notebook = nbs / f"{e.name}.ipynb"
@@ -295,7 +300,7 @@ def list_command(names: list, markdown: bool, nbs: Path, config: Config, out) ->
         print(f"    results:    {_results_text(e.name, config)}", file=out)
     return 0
 
-# %% ../nbs/18_cli.ipynb #0c67503d
+# %% ../nbs/18_cli.ipynb #3d718da6
 @dataclass
 class RunResult:
     "What `run` did for one experiment."
@@ -396,7 +401,7 @@ def run_command(name, run_all: bool, overrides: list, profile, nbs: Path, config
     _summary(results, config, out)
     return 1 if any(result.status == "failed" for result in results) else 0
 
-# %% ../nbs/18_cli.ipynb #07f5501b
+# %% ../nbs/18_cli.ipynb #01bc8fbe
 def _load_dataset(name: str, layout: str, profile: str, config: Config, transform):
     "A registry dataset by name, or a folder of images; UsageError when it is neither."
     from ood_repro.data import DATASETS, ImageDataset, get_dataset, list_images
@@ -514,7 +519,7 @@ def cache_command(config: Config, out) -> int:
               f"{facts['size_bytes'] / 2**20:.1f} MiB, created {facts.get('created', '?')}", file=out)
     return 0
 
-# %% ../nbs/18_cli.ipynb #f2975dc6
+# %% ../nbs/18_cli.ipynb #7dcd44ac
 @dataclass(frozen=True)
 class Check:
     "One line of `doctor`: what was checked, whether it is there, the detail, what its absence blocks."
@@ -659,7 +664,7 @@ def doctor_command(config: Config, out) -> int:
           "missing weights or datasets.", file=out)
     return 0
 
-# %% ../nbs/18_cli.ipynb #a96e299b
+# %% ../nbs/18_cli.ipynb #4a717852
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ood-repro", description="Reproduce the tables and figures of TagOOD "
                                      "and SynOOD: list them, run their notebooks, fill the feature cache, check a machine.")

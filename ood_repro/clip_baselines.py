@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['MCM_TEMPLATE', 'LOCAL_CHUNK', 'mcm_prompts', 'MCM', 'GLMCM']
 
-# %% ../nbs/10_clip_baselines.ipynb #65de6c96
+# %% ../nbs/10_clip_baselines.ipynb #147aa059
 import numpy as np
 import torch
 
 from .distance_baselines import CHUNK_ROWS, unit_rows
 from .scorer import Scorer, as_matrix
 
-# %% ../nbs/10_clip_baselines.ipynb #a354f322
+# %% ../nbs/10_clip_baselines.ipynb #18f14a23
 MCM_TEMPLATE = "a photo of a {}"  # MCM's prompt (utils/train_eval_util.py), without a trailing period
 
 
@@ -31,6 +31,7 @@ class MCM(Scorer):
     authors' code): τ = 1, prompt "a photo of a {}", no logit scale. Give `text_features` (classes × embedding
     dimensions) or a CLIP `extractor` (with `encode_text`) and `class_names`."""
     name = "mcm"
+    inputs = {"features": "image_features"}  # score argument → cache array of a CLIP extractor
     requires_fit = False
 
     def __init__(self, text_features=None, temperature: float = 1.0, *, extractor=None, class_names=None,
@@ -69,7 +70,7 @@ class MCM(Scorer):
             scores[start:start + CHUNK_ROWS] = torch.softmax(similarities, dim=1).max(dim=1).values.numpy()
         return scores
 
-# %% ../nbs/10_clip_baselines.ipynb #627a91cc
+# %% ../nbs/10_clip_baselines.ipynb #6981c324
 LOCAL_CHUNK = 256  # samples of local embeddings read and scored at once
 
 
@@ -79,6 +80,7 @@ class GLMCM(MCM):
     the local (patch) embeddings z_p. Defaults as MCM: τ = 1, prompt "a photo of a {}". `score` needs
     `features` (samples × dimensions) and `local_features` (samples × patches × dimensions)."""
     name = "glmcm"
+    inputs = {"features": "image_features", "local_features": "local_features"}  # score argument → cache array
 
     def local_score(self, local_features) -> np.ndarray:
         "L-MCM: the largest per-patch class probability of each sample's local embeddings."

@@ -6,7 +6,7 @@
 __all__ = ['CHUNK_ROWS', 'check_width', 'as_labels', 'require_fitted', 'unit_rows', 'KNN', 'vim_principal_dim', 'ViM',
            'whitening', 'whiten', 'mle_covariance', 'class_gaussians', 'Mahalanobis', 'RelativeMahalanobis']
 
-# %% ../nbs/09_distance_baselines.ipynb #7191739f
+# %% ../nbs/09_distance_baselines.ipynb #82f0ddee
 import faiss
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ import torch
 from .logit_baselines import as_head
 from .scorer import Scorer, as_matrix
 
-# %% ../nbs/09_distance_baselines.ipynb #9fbbcd89
+# %% ../nbs/09_distance_baselines.ipynb #69e53ab1
 CHUNK_ROWS = 8192  # samples scored per block: bounds memory of (samples × classes) intermediate matrices
 
 
@@ -43,7 +43,7 @@ def require_fitted(scorer: Scorer, attribute: str) -> None:
         raise RuntimeError(f"{type(scorer).__name__} is not fitted: call fit(features=..., labels=...) on "
                            "in-distribution training features before score().")
 
-# %% ../nbs/09_distance_baselines.ipynb #0972bf61
+# %% ../nbs/09_distance_baselines.ipynb #a530c687
 def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
     "Each vector along the last dimension divided by its Euclidean norm (all-zero vectors stay zero)."
     return torch.nn.functional.normalize(matrix, dim=-1)
@@ -67,7 +67,7 @@ class KNN(Scorer):
 
     def fit(self, features=None, logits=None, labels=None) -> "KNN":
         "Build the bank: normalised ID-training features (a random α fraction of them if sample_ratio < 1)."
-        features = as_matrix(features, "features")
+        features = as_matrix(features, "features", dtype=torch.float32)  # faiss searches in float32
         n_samples = features.shape[0]
         if self.sample_ratio < 1:
             bank_size = max(1, round(self.sample_ratio * n_samples))
@@ -76,8 +76,8 @@ class KNN(Scorer):
         if features.shape[0] < self.k:
             raise ValueError(f"KNN `k` = {self.k} exceeds the {features.shape[0]} features in the bank; "
                              "lower k or fit on more training features.")
-        self._index = faiss.IndexFlatL2(features.shape[1])
-        self._index.add(np.ascontiguousarray(unit_rows(features).numpy(), dtype=np.float32))
+        self._index = faiss.IndexFlatIP(features.shape[1])
+        self._index.add(np.ascontiguousarray(unit_rows(features).numpy()))
         return self
 
     @property
@@ -87,16 +87,17 @@ class KNN(Scorer):
 
     def score(self, features=None, logits=None) -> np.ndarray:
         require_fitted(self, "_index")
-        features = as_matrix(features, "features")
+        features = as_matrix(features, "features", dtype=torch.float32)
         check_width(features, self._index.d, "features", "the training bank")
-        queries = np.ascontiguousarray(unit_rows(features).numpy(), dtype=np.float32)
-        kth_squared = np.empty(len(queries), dtype=np.float64)
+        queries = np.ascontiguousarray(unit_rows(features).numpy())
+        kth_similarity = np.empty(len(queries), dtype=np.float64)
         for start in range(0, len(queries), CHUNK_ROWS):
-            squared, _ = self._index.search(queries[start:start + CHUNK_ROWS], self.k)
-            kth_squared[start:start + CHUNK_ROWS] = squared[:, -1]
-        return -np.sqrt(np.maximum(kth_squared, 0.0))
+            similarities, _ = self._index.search(queries[start:start + CHUNK_ROWS], self.k)
+            kth_similarity[start:start + CHUNK_ROWS] = similarities[:, -1]
+        # for unit vectors ‖z − z'‖² = 2 − 2⟨z, z'⟩: the k-th largest similarity is the k-th nearest neighbour
+        return -np.sqrt(np.maximum(2.0 - 2.0 * kth_similarity, 0.0))
 
-# %% ../nbs/09_distance_baselines.ipynb #ec1a95bd
+# %% ../nbs/09_distance_baselines.ipynb #1f521edd
 def vim_principal_dim(feature_dim: int) -> int:
     "ViM's principal-space dimension D for features of width `feature_dim` (the authors' benchmark.py rule)."
     if feature_dim >= 2048:
@@ -166,7 +167,7 @@ class ViM(Scorer):
             scores[start:start + CHUNK_ROWS] = (torch.logsumexp(chunk_logits, dim=1) - virtual).numpy()
         return scores
 
-# %% ../nbs/09_distance_baselines.ipynb #4e87536c
+# %% ../nbs/09_distance_baselines.ipynb #df74ba5c
 def whitening(covariance: torch.Tensor) -> torch.Tensor:
     "A (rank × n) matrix A with AᵀA = pinv(covariance): ‖A x‖² is xᵀ Σ⁺ x (pinvh's default cut-off)."
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
@@ -200,7 +201,7 @@ def class_gaussians(features: torch.Tensor, labels: torch.Tensor) -> tuple:
     means /= counts.unsqueeze(1)
     return means, mle_covariance(features, means, index)
 
-# %% ../nbs/09_distance_baselines.ipynb #dfb2ef9b
+# %% ../nbs/09_distance_baselines.ipynb #0adab817
 class Mahalanobis(Scorer):
     """Mahalanobis distance to the closest class (Lee et al., NeurIPS 2018, Eq. 1-2, on penultimate features,
     no input preprocessing, no layer ensemble): score = −min_c (h − μ_c)ᵀ Σ⁺ (h − μ_c), with class means
@@ -247,7 +248,7 @@ class Mahalanobis(Scorer):
             scores[start:start + CHUNK_ROWS] = self._chunk_scores(features[start:start + CHUNK_ROWS]).numpy()
         return scores
 
-# %% ../nbs/09_distance_baselines.ipynb #d2a36e7e
+# %% ../nbs/09_distance_baselines.ipynb #45487b7d
 class RelativeMahalanobis(Mahalanobis):
     """Relative Mahalanobis distance (Ren et al., arXiv 2106.09022, 2021, §3): score = MD_0(h) − min_c MD_c(h),
     with MD_c the squared Mahalanobis distance of MDS and MD_0 that of one background Gaussian (mean and MLE

@@ -5,12 +5,14 @@
 # %% auto #0
 __all__ = ['DEBIAN_WORDNET_DIR', 'WORDNET_LEXNAMES', 'NEGLABEL_NOUN_FILES', 'NEGLABEL_ADJECTIVE_FILES', 'NEGLABEL_FILE_ORDER',
            'PARTS_OF_SPEECH', 'NOUN_TEMPLATE', 'ADJECTIVE_TEMPLATE', 'CLASS_TEMPLATE', 'TEXT_FEATURES_FORMAT',
-           'wordnet_reader', 'lexfile_words', 'WordCorpus', 'build_corpus', 'wordnet_lexfile_words',
-           'load_wordnet_corpus', 'load_word_lists', 'NegativeLabels', 'load_selected_negatives', 'text_features_key',
-           'encode_prompts', 'text_features', 'unit_rows', 'percentile_similarity', 'select_negatives',
-           'mine_negatives', 'class_prompts', 'mine_negative_labels', 'group_indices', 'neglabel_score', 'NegLabel']
+           'IMAGENET_CLASS_NAMES_FILE', 'SMOKE_CORPUS', 'NEGLABEL_PROFILE_DEFAULTS', 'wordnet_reader', 'lexfile_words',
+           'WordCorpus', 'build_corpus', 'wordnet_lexfile_words', 'load_wordnet_corpus', 'load_word_lists',
+           'NegativeLabels', 'load_selected_negatives', 'text_features_key', 'encode_prompts', 'text_features',
+           'unit_rows', 'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts',
+           'mine_negative_labels', 'group_indices', 'neglabel_score', 'NegLabel', 'imagenet_class_names',
+           'neglabel_class_names', 'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer']
 
-# %% ../nbs/15_neglabel.ipynb #af63fed3
+# %% ../nbs/15_neglabel.ipynb #5e58c5a5
 import hashlib
 import json
 import math
@@ -31,7 +33,7 @@ from .cache import cache_key
 from .config import load_config
 from .scorer import Scorer
 
-# %% ../nbs/15_neglabel.ipynb #9e7e2ac3
+# %% ../nbs/15_neglabel.ipynb #ee6f5441
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 
 # WordNet 3.0's lexicographer files in file-number order, as its lexnames(5WN) manual page lists them.
@@ -110,7 +112,7 @@ def wordnet_reader(config=None, debian_dir: Path | str = DEBIAN_WORDNET_DIR, use
         warnings.filterwarnings("ignore", message="The multilingual functions are not available")
         return WordNetCorpusReader(str(root), None)
 
-# %% ../nbs/15_neglabel.ipynb #54489494
+# %% ../nbs/15_neglabel.ipynb #7c5f2193
 NEGLABEL_NOUN_FILES = tuple(f"noun.{name}" for name in (
     "Tops", "act", "artifact", "attribute", "body", "cognition", "communication", "event", "feeling", "group",
     "location", "motive", "object", "person", "phenomenon", "plant", "possession", "process", "quantity",
@@ -128,7 +130,7 @@ def lexfile_words(synsets, lexfiles=NEGLABEL_NOUN_FILES + NEGLABEL_ADJECTIVE_FIL
             words[lexname].setdefault(word, None)
     return {name: list(found) for name, found in words.items()}
 
-# %% ../nbs/15_neglabel.ipynb #2872e18c
+# %% ../nbs/15_neglabel.ipynb #290544f0
 NEGLABEL_FILE_ORDER = (
     *(f"noun.{name}" for name in ("cognition", "event", "feeling", "phenomenon", "possession", "process",
                                   "relation", "shape", "time", "Tops", "motive")),
@@ -206,7 +208,7 @@ def build_corpus(words_by_file: dict, file_order=NEGLABEL_FILE_ORDER, source: st
     adjectives = [word for word, part in part_of_word.items() if part == "adjective"]
     return WordCorpus(nouns, adjectives, source)
 
-# %% ../nbs/15_neglabel.ipynb #9dc17602
+# %% ../nbs/15_neglabel.ipynb #f7187bd2
 _LEXFILE_CACHE = "neglabel_lexfiles_v1.json"
 
 
@@ -240,7 +242,7 @@ def load_wordnet_corpus(config=None, file_order=NEGLABEL_FILE_ORDER, debian_dir:
     words = wordnet_lexfile_words(config, debian_dir, progress)
     return build_corpus(words, file_order, source="WordNet 3.0 (NLTK reader)")
 
-# %% ../nbs/15_neglabel.ipynb #630b7615
+# %% ../nbs/15_neglabel.ipynb #25e50069
 def load_word_lists(directory: Path | str, file_order=NEGLABEL_FILE_ORDER) -> WordCorpus:
     "A corpus from NegLabel's word-list files (`noun.*`, `adj.*`, one word per line), used verbatim."
     directory = Path(directory)
@@ -262,7 +264,7 @@ def load_word_lists(directory: Path | str, file_order=NEGLABEL_FILE_ORDER) -> Wo
         words_by_file[path.name] = [line.strip() for line in lines if line.strip()]
     return build_corpus(words_by_file, file_order, source=str(directory))
 
-# %% ../nbs/15_neglabel.ipynb #8bf448fc
+# %% ../nbs/15_neglabel.ipynb #c4b6bba5
 @dataclass(frozen=True, eq=False)
 class NegativeLabels:
     "Negative labels in NegLabel's order: `prompts[i]` is the text encoded for label `words[i]`."
@@ -335,7 +337,7 @@ def load_selected_negatives(path: Path | str, noun_template: str = NOUN_TEMPLATE
         raise ValueError(f"{path}: the label {repeated!r} appears more than once.")
     return NegativeLabels(words, parts, lines)
 
-# %% ../nbs/15_neglabel.ipynb #8df4c664
+# %% ../nbs/15_neglabel.ipynb #a42dfd03
 TEXT_FEATURES_FORMAT = 1
 
 
@@ -396,7 +398,7 @@ def text_features(extractor, prompts, config=None, *, batch_size: int = 256, pro
              "dim": features.shape[1], "first_prompts": prompts[:3], "normalised": False}, indent=1, ensure_ascii=False))
     return features
 
-# %% ../nbs/15_neglabel.ipynb #eaa007ca
+# %% ../nbs/15_neglabel.ipynb #04e24997
 def unit_rows(array, name: str) -> torch.Tensor:
     "A new 2-D float32 tensor of the L2-normalised rows of `array`; errors name the parameter."
     if isinstance(array, np.ndarray):
@@ -443,7 +445,7 @@ def percentile_similarity(candidate_features, class_features, percentile: float 
         quantiles[start:start + chunk_size] = lower + weight * (upper - lower)
     return quantiles
 
-# %% ../nbs/15_neglabel.ipynb #8df293af
+# %% ../nbs/15_neglabel.ipynb #1f7f4e9f
 def select_negatives(similarity, parts_of_speech, fraction: float = 0.15) -> np.ndarray:
     "Indices of the kept candidates: per part of speech the int(fraction·N) lowest `similarity`, nouns first."
     similarity = np.asarray(similarity, dtype=np.float64)
@@ -470,7 +472,7 @@ def mine_negatives(candidate_features, class_features, parts_of_speech, percenti
     similarity = percentile_similarity(candidate_features, class_features, percentile, chunk_size)
     return select_negatives(similarity.numpy(), parts_of_speech, fraction), similarity.numpy()
 
-# %% ../nbs/15_neglabel.ipynb #d4857636
+# %% ../nbs/15_neglabel.ipynb #ef650034
 def class_prompts(class_names, template: str = CLASS_TEMPLATE) -> list:
     "One prompt per class (§A.2: NegLabel's `the nice {}` around CLIP's ImageNet class names); duplicates kept."
     template = _template_check(template, "template")
@@ -494,7 +496,7 @@ def mine_negative_labels(extractor, class_names, corpus: WordCorpus, config=None
     return NegativeLabels([words[i] for i in kept], [parts[i] for i in kept], [candidate_prompts[i] for i in kept],
                           similarity[kept])
 
-# %% ../nbs/15_neglabel.ipynb #f1137386
+# %% ../nbs/15_neglabel.ipynb #cea7a282
 def group_indices(n_negatives: int, n_groups: int = 100, seed: int = 0) -> torch.Tensor:
     "(G, L) negative indices: the last n_negatives mod G dropped, the rest permuted with `seed`, G groups of L."
     if not isinstance(n_groups, int) or n_groups < 1:
@@ -505,7 +507,7 @@ def group_indices(n_negatives: int, n_groups: int = 100, seed: int = 0) -> torch
     permutation = torch.randperm(kept, generator=torch.Generator().manual_seed(seed))
     return permutation.view(n_groups, kept // n_groups)
 
-# %% ../nbs/15_neglabel.ipynb #39f1a303
+# %% ../nbs/15_neglabel.ipynb #73f71b96
 _EXACT_BELOW = 30.0  # logits: rows whose best class logit is further below their largest go to the exact path
 
 
@@ -547,7 +549,7 @@ def neglabel_score(image_features, class_features, negative_features, n_groups: 
         scores[start:start + chunk_size] = _class_share(logits, len(classes), n_groups).double()
     return scores.numpy()
 
-# %% ../nbs/15_neglabel.ipynb #b0541ab5
+# %% ../nbs/15_neglabel.ipynb #fd2e326f
 class NegLabel(Scorer):
     "NegLabel (Jiang et al., ICLR 2024): the grouped class share against mined negative labels (§A.4)."
     name = "neglabel"
@@ -566,3 +568,93 @@ class NegLabel(Scorer):
             raise ValueError("`features` (CLIP image features) is required by this scorer but was not given.")
         return neglabel_score(features, self._class_features, self._negative_features, self.n_groups, self.scale,
                               self.seed, self.chunk_size)
+
+# %% ../nbs/15_neglabel.ipynb #22113e15
+IMAGENET_CLASS_NAMES_FILE = "imagenet_class_names.txt"
+
+
+def imagenet_class_names() -> list:
+    "The 1000 readable ImageNet-1k class names in label order (WordNet-derived; `ood_repro/resources/`)."
+    from importlib import resources
+    resource = resources.files("ood_repro").joinpath("resources", IMAGENET_CLASS_NAMES_FILE)
+    if not resource.is_file():
+        raise FileNotFoundError(f"Package data file ood_repro/resources/{IMAGENET_CLASS_NAMES_FILE} is missing; "
+                                f"reinstall ood-repro (`pip install -e .` in a checkout).")
+    names = resource.read_text(encoding="utf-8").splitlines()
+    if len(names) != 1000 or not all(name.strip() == name and name for name in names):
+        raise ValueError(f"ood_repro/resources/{IMAGENET_CLASS_NAMES_FILE} must hold 1000 non-empty names, one a line.")
+    return names
+
+
+def neglabel_class_names(profile: str = "smoke", config=None) -> list:
+    "Class names for the class prompts: the toy classes in `smoke`; ImageNet's readable names in `paper`."
+    # imported here: ram and data pull in timm and PIL, which mining and scoring do not need
+    from ood_repro.data import class_names
+    from ood_repro.ram import imagenet_class_wnids
+    if profile == "smoke":
+        return class_names("imagenet-val", "smoke", config)
+    if profile != "paper":
+        raise ValueError(f"Unknown profile {profile!r}: use 'smoke' or 'paper'.")
+    folders = class_names("imagenet-val", "paper", config)  # wnid folder names, in label order
+    if folders != imagenet_class_wnids():
+        raise ValueError("The imagenet-val class folders are not ImageNet-1k's 1000 wnids in order; the readable names "
+                         "cannot be matched to labels. Pass `class_names` yourself.")
+    return imagenet_class_names()
+
+# %% ../nbs/15_neglabel.ipynb #f2eb2a37
+SMOKE_CORPUS = WordCorpus(
+    ["dawn", "lamp", "river", "spoon", "violin", "cloud", "ladder", "pebble", "anchor", "tunnel", "candle", "meadow",
+     "kettle", "harbor", "glacier", "saddle", "compass", "lantern", "orchard", "bucket", "feather", "helmet",
+     "island", "jacket", "marble", "needle", "pillow", "quarry", "ribbon", "thunder", "umbrella", "valley",
+     "wagon", "yarn", "bridge", "canyon", "desert", "engine", "forest", "garden"],
+    ["bright", "wooden", "silent", "frozen", "golden", "narrow", "rusty", "velvet", "ancient", "bitter", "cosy",
+     "distant", "empty", "fragile", "gentle", "hollow", "misty", "noisy", "rough", "smooth"],
+    source="smoke profile: 60 everyday words")
+NEGLABEL_PROFILE_DEFAULTS = {"paper": {"fraction": 0.15, "n_groups": 100}, "smoke": {"fraction": 0.5, "n_groups": 4}}
+
+
+@dataclass(frozen=True, eq=False)
+class NegLabelTexts:
+    "What NegLabel scores against under one CLIP model: class and negative-label text features (unnormalised)."
+    class_names: tuple
+    class_features: torch.Tensor  # (C, d)
+    negatives: NegativeLabels
+    negative_features: torch.Tensor  # (M, d), in `negatives` order
+    n_groups: int  # the number of groups the profile scores with
+    model_id: str  # the CLIP model the features belong to
+
+    def __repr__(self) -> str:
+        return (f"NegLabelTexts({len(self.class_names)} classes, {self.negatives!r}, n_groups={self.n_groups}, "
+                f"model={self.model_id[:40]!r})")
+
+
+def neglabel_texts(extractor, class_names=None, corpus=None, *, profile: str = "smoke", config=None,
+                   class_template: str = CLASS_TEMPLATE, fraction: float | None = None, percentile: float = 0.95,
+                   n_groups: int | None = None, progress: bool = False) -> NegLabelTexts:
+    "Class features and negatives mined for `extractor` from `corpus` (a `NegativeLabels` is used verbatim)."
+    if profile not in NEGLABEL_PROFILE_DEFAULTS:
+        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(NEGLABEL_PROFILE_DEFAULTS)}.")
+    defaults = NEGLABEL_PROFILE_DEFAULTS[profile]
+    config = config or load_config()
+    class_names = list(neglabel_class_names(profile, config) if class_names is None else class_names)
+    if corpus is None:
+        corpus = SMOKE_CORPUS if profile == "smoke" else load_wordnet_corpus(config, progress=progress)
+    if isinstance(corpus, NegativeLabels):
+        negatives = corpus
+    elif isinstance(corpus, WordCorpus):
+        negatives = mine_negative_labels(extractor, class_names, corpus, config, class_template=class_template,
+                                         percentile=percentile, fraction=defaults["fraction"] if fraction is None else fraction,
+                                         progress=progress)
+    else:
+        raise ValueError(f"`corpus` must be a WordCorpus (mined) or NegativeLabels (used verbatim); got {type(corpus).__name__}.")
+    n_groups = defaults["n_groups"] if n_groups is None else n_groups
+    group_indices(len(negatives), n_groups)  # an impossible grouping fails here, naming n_groups
+    return NegLabelTexts(tuple(class_names), text_features(extractor, class_prompts(class_names, class_template), config),
+                         negatives, text_features(extractor, list(negatives.prompts), config), n_groups,
+                         extractor.cache_id()["model_id"])
+
+
+def neglabel_scorer(texts: NegLabelTexts, n_groups: int | None = None, scale: float = 100.0, seed: int = 0) -> NegLabel:
+    "The `NegLabel` scorer of `texts` (its profile's number of groups unless `n_groups` is given)."
+    return NegLabel(texts.class_features, texts.negative_features, texts.n_groups if n_groups is None else n_groups,
+                    scale, seed)

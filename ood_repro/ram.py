@@ -8,7 +8,7 @@ __all__ = ['RAM_NUM_TAGS', 'IMAGENET_NUM_CLASSES', 'TINY_TAGS', 'VARIANTS', 'REA
            'RAMConfig', 'TaggingLayer', 'RAMOutput', 'RAM', 'read_ram_checkpoint', 'our_name', 'official_name',
            'load_official_state', 'RAMExtractor', 'RAMWeightsUnavailableError', 'get_ram_extractor']
 
-# %% ../nbs/13_ram.ipynb #2bf15b43
+# %% ../nbs/13_ram.ipynb #55c1546a
 import functools
 import hashlib
 import json
@@ -33,7 +33,7 @@ from torch import nn
 from .config import PROFILES, load_config
 from .data import TOY_BACKGROUNDS, TOY_ID_CLASSES, TOY_NEAR_OBJECTS, TOY_TEXTURES, make_transform
 
-# %% ../nbs/13_ram.ipynb #ed0beca4
+# %% ../nbs/13_ram.ipynb #e984a5cd
 RAM_NUM_TAGS = 4585
 IMAGENET_NUM_CLASSES = 1000
 _RESOURCE_SOURCES = {
@@ -111,7 +111,7 @@ def imagenet_class_wnids() -> list:
     "The WordNet ids of the 1000 ImageNet classes in label order, as `ind_tag_list.txt` lists them."
     return [wnid for wnid, _ in _imagenet_rows()]
 
-# %% ../nbs/13_ram.ipynb #0a9b4b9c
+# %% ../nbs/13_ram.ipynb #186f4aaa
 TINY_TAGS = tuple(name.replace("_", " ") for name in
                   [*sorted(TOY_ID_CLASSES), *TOY_NEAR_OBJECTS, *TOY_BACKGROUNDS, *TOY_TEXTURES])
 VARIANTS = ("ram", "ram_plus")
@@ -185,7 +185,7 @@ TINY_CONFIG = RAMConfig(image_size=64, swin_embed_dim=24, swin_depths=(2, 2, 2, 
                         window_size=4, embed_dim=16, hidden_size=32, num_heads=4, intermediate_size=64,
                         num_tags=len(TINY_TAGS), descriptions_per_tag=3, tags=TINY_TAGS)
 
-# %% ../nbs/13_ram.ipynb #8c650c76
+# %% ../nbs/13_ram.ipynb #7773e297
 class TaggingLayer(nn.Module):
     "One layer of RAM's tagging head: tag queries attend to the image tokens, then a feed-forward block (post-LN)."
 
@@ -302,7 +302,7 @@ class RAM(nn.Module):
         load_official_state(model, read_ram_checkpoint(path), str(path))
         return model.eval()
 
-# %% ../nbs/13_ram.ipynb #074d4e05
+# %% ../nbs/13_ram.ipynb #33178c65
 _IGNORED_PREFIXES = ("tag_encoder.", "text_decoder.")
 _IGNORED_KEYS = ("logit_scale",)
 _SWIN_BUFFERS = (".relative_position_index", ".attn_mask")
@@ -401,7 +401,7 @@ def load_official_state(model: RAM, state: dict, source: str = "checkpoint") -> 
         warnings.warn(f"{source}: keys not used by RAM's tagging path, not loaded: {_listing(unexpected)}.")
     model.load_state_dict({name: converted[name] for name in expected}, strict=True)
 
-# %% ../nbs/13_ram.ipynb #147b20ce
+# %% ../nbs/13_ram.ipynb #b2e13fb0
 RAM_EXTRACTOR_VERSION = "1"  # bump when what the extractor returns changes, so old cache entries are not reused
 RAM_MODELS = {  # registry name -> (variant, Hugging Face repository, checkpoint file name)
     "ram": ("ram", "xinyu1205/recognize_anything_model", "ram_swin_large_14m.pth"),
@@ -416,8 +416,11 @@ class RAMExtractor:
     def __init__(self, model: RAM, transform, name: str, model_id: str, weights_id: str, *, tags=None,
                  attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
                  dtype: str = "float32"):
-        if not 0 <= attention_layer < model.config.num_layers:
-            raise ValueError(f"attention_layer must be in 0..{model.config.num_layers - 1}, got {attention_layer!r}.")
+        layers = model.config.num_layers
+        if isinstance(attention_layer, bool) or not isinstance(attention_layer, int) or not -layers <= attention_layer < layers:
+            raise ValueError(f"attention_layer must be in {-layers}..{layers - 1} (negative: from the last layer), "
+                             f"got {attention_layer!r}.")
+        attention_layer %= layers  # -1 (the paper's "last layer") is stored as its index, so both name one cache entry
         if attention not in ("dense", "predicted"):
             raise ValueError(f"attention must be 'dense' or 'predicted', got {attention!r}.")
         if dtype not in _STORAGE_DTYPES:
@@ -481,7 +484,7 @@ class RAMExtractor:
         return (f"RAMExtractor({self.name!r}, {self.model_id}, weights={self.weights_id}, tags={len(self.tag_indices)}, "
                 f"attention={self.attention} layer {self.attention_layer}, {self.dtype})")
 
-# %% ../nbs/13_ram.ipynb #fb48489a
+# %% ../nbs/13_ram.ipynb #0b4a4348
 class RAMWeightsUnavailableError(RuntimeError):
     "The official RAM checkpoint could be neither found locally nor downloaded."
 

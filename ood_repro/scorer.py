@@ -5,21 +5,23 @@
 # %% auto #0
 __all__ = ['as_matrix', 'Scorer']
 
-# %% ../nbs/06_scorer.ipynb #88a75cce
+# %% ../nbs/06_scorer.ipynb #28356a24
 import numpy as np
 import torch
 
-# %% ../nbs/06_scorer.ipynb #17509799
-def as_matrix(array, name: str) -> torch.Tensor:
-    "A 2-D float64 CPU tensor from a numpy array or torch tensor; `name` is the parameter named in errors."
+# %% ../nbs/06_scorer.ipynb #a1b7b929
+def as_matrix(array, name: str, dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
+    "A 2-D CPU tensor of `dtype` (None: float32 for inputs of 32 bits or fewer, else float64) from numpy or torch; `name` is named in errors."
     if array is None:
         raise ValueError(f"`{name}` is required by this scorer but was not given.")
-    tensor = torch.as_tensor(array).detach().to("cpu", torch.float64)
+    tensor = torch.as_tensor(array).detach().cpu()
+    if not tensor.is_floating_point() or tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.to(torch.float32 if dtype is None else dtype)  # NumPy cannot view bfloat16; ints become floats
     if tensor.ndim != 2 or tensor.shape[0] == 0:
         raise ValueError(f"`{name}` must be a non-empty 2-D array (samples × dimensions); got shape {tuple(tensor.shape)}.")
-    if not torch.isfinite(tensor).all():
+    if not np.isfinite(tensor.numpy()).all():
         raise ValueError(f"`{name}` contains NaN or infinite values; check the extraction that produced it.")
-    return tensor
+    return tensor if dtype is None else tensor.to(dtype)
 
 
 class Scorer:

@@ -4,17 +4,23 @@
 
 # %% auto #0
 __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES', 'RELEASED_PARAMETER_COUNT', 'SCORE_KINDS',
-           'class_tag_indices', 'ind_tag_set', 'tag_counts_per_class', 'most_frequent_tags', 'vocabulary_review',
-           'attention_layer', 'tag_token_maps', 'Decomposition', 'decompose', 'select_tokens', 'TagOODProjector',
-           'record_lengths', 'pad_records', 'LengthBucketSampler', 'padding_fraction', 'EMACentres', 'tagood_loss',
-           'TrainedTagOOD', 'train_tagood', 'centre_scores', 'project', 'score_records', 'tag_score_baseline',
-           'mean_pool', 'class_means', 'raw_cs_scores', 'projected_class_means', 'load_release_checkpoint']
+           'RELEASE_EPOCHS', 'RELEASE_SCHEDULE_EPOCHS', 'TAGOOD_VARIANTS', 'TAGOOD_METHODS', 'TRAINING_DEFAULTS',
+           'TAGOOD_ARTIFACT_VERSION', 'class_tag_indices', 'ind_tag_set', 'tag_counts_per_class', 'most_frequent_tags',
+           'vocabulary_review', 'attention_layer', 'tag_token_maps', 'Decomposition', 'decompose', 'select_tokens',
+           'TagOODProjector', 'record_lengths', 'pad_records', 'LengthBucketSampler', 'padding_fraction', 'EMACentres',
+           'tagood_loss', 'TrainedTagOOD', 'train_tagood', 'centre_scores', 'project', 'score_records',
+           'tag_score_baseline', 'mean_pool', 'class_means', 'raw_cs_scores', 'projected_class_means',
+           'load_release_checkpoint', 'TagOODRun', 'run_tagood', 'save_trained', 'load_trained', 'plot_sweep',
+           'feature_tsne', 'plot_tsne']
 
-# %% ../nbs/14_tagood.ipynb #1e7e965a
+# %% ../nbs/14_tagood.ipynb #67617973
 import math
+import os
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,10 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .cache import RaggedArray
-from .config import get_device
+from .cache import FeatureCache, RaggedArray, cache_key, extract
+from .config import get_device, load_config, resolve_profile, seed_everything
+from .data import class_names, get_dataset, get_spec
+from .metrics import evaluate, results_table
+from .pipeline import check_datasets, get_benchmark
+from .ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids
 
-# %% ../nbs/14_tagood.ipynb #6f833e0f
+# %% ../nbs/14_tagood.ipynb #cfcde587
 def class_tag_indices(class_tags, tag_list=None) -> np.ndarray:
     """The class → RAM tag map as an int64 array (C,): entry c is the RAM tag index of class c.
 
@@ -55,7 +65,7 @@ def ind_tag_set(class_tags, tag_list=None) -> np.ndarray:
     "The sorted distinct RAM tag indices of the class → tag map: the in-distribution vocabulary V_ind."
     return np.unique(class_tag_indices(class_tags, tag_list))
 
-# %% ../nbs/14_tagood.ipynb #7b81c2eb
+# %% ../nbs/14_tagood.ipynb #d2ceddb1
 def tag_counts_per_class(tag_probs, labels, num_classes: int, tag_threshold: float = 0.5, from_logits: bool = False,
                          batch_size: int = 8192, progress: bool = False) -> np.ndarray:
     "(C, T) int64: how many images of each class have each tag predicted (probability > `tag_threshold`)."
@@ -99,7 +109,7 @@ def vocabulary_review(counts: np.ndarray, tag_names, class_names=None, reviewed=
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/14_tagood.ipynb #61e81ef3
+# %% ../nbs/14_tagood.ipynb #10b403e3
 RELEASED_ATTENTION_LAYER = 0   # gen_data_tokens.py uses attn_map[0], the first cross-attention layer
 PAPER_ATTENTION_LAYER = -1     # the paper: "the last cross-attention module"
 
@@ -128,14 +138,14 @@ def tag_token_maps(attention_rows) -> torch.Tensor:
     span = maps.amax(dim=-1, keepdim=True) - low
     return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
 
-# %% ../nbs/14_tagood.ipynb #f455e852
+# %% ../nbs/14_tagood.ipynb #ba67d027
 ZERO_TAG_RULES = {
     "official": "the release: images with is_id true fall back to their most probable IND tag, the others get no features",
     "fair": "every image falls back to its most probable IND tag, whatever dataset it came from",
     "paper": "no image falls back: an image without a predicted IND tag gets no features (score 0)",
 }
 
-# %% ../nbs/14_tagood.ipynb #5933aea1
+# %% ../nbs/14_tagood.ipynb #c0f8fc49
 @dataclass
 class Decomposition:
     "TagOOD object features of N images and what produced them (see the table above)."
@@ -193,7 +203,7 @@ def _pack(rows: list, dtype, row_shape: tuple = ()) -> RaggedArray:
     flat = np.concatenate(rows) if rows else np.zeros((0, *row_shape), dtype=dtype)
     return RaggedArray(flat.astype(dtype, copy=False), offsets)
 
-# %% ../nbs/14_tagood.ipynb #48028fe2
+# %% ../nbs/14_tagood.ipynb #42d0044f
 def _rows(array, start: int, stop: int) -> torch.Tensor:
     "Rows start:stop of a numpy array, memory map or tensor, as a tensor (on the tensor's own device)."
     block = array[start:stop]
@@ -377,7 +387,7 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
                          keep=joined["keep"], n_tags=joined["n_tags"].astype(np.int64), fallback=joined["fallback"],
                          used_tags=_pack(tag_rows, np.int64))
 
-# %% ../nbs/14_tagood.ipynb #8493c857
+# %% ../nbs/14_tagood.ipynb #7a324d90
 def select_tokens(tokens, token_map: np.ndarray, has_features: np.ndarray, tau: float | None) -> RaggedArray:
     "Object tokens for another τ from a stored combined map: rows of tokens (N, S, D) with map > tau (None: all)."
     token_map, has_features = np.asarray(token_map), np.asarray(has_features, dtype=bool)
@@ -388,7 +398,7 @@ def select_tokens(tokens, token_map: np.ndarray, has_features: np.ndarray, tau: 
     rows = [np.asarray(tokens[i])[keep[i]] for i in range(len(keep))]
     return _pack(rows, np.asarray(tokens[:1]).dtype, tuple(tokens.shape[2:]))
 
-# %% ../nbs/14_tagood.ipynb #935b65be
+# %% ../nbs/14_tagood.ipynb #805ab618
 RELEASED_PARAMETER_COUNT = 7_156_712  # the released projector without its unused 4-way `w_layer`
 
 
@@ -469,7 +479,7 @@ class TagOODProjector(nn.Module):
         "Class logits (B, num_classes)."
         return self.classifier(self.features(tokens, lengths))
 
-# %% ../nbs/14_tagood.ipynb #5ce84b9e
+# %% ../nbs/14_tagood.ipynb #ef5930f1
 def record_lengths(records) -> np.ndarray:
     "K_i of every record of a RaggedArray or a sequence of (K_i, D) arrays."
     if isinstance(records, RaggedArray):
@@ -488,7 +498,7 @@ def pad_records(records, indices, dtype: torch.dtype = torch.float32, device=Non
             batch[row_index, :len(row)] = torch.from_numpy(np.ascontiguousarray(row)).to(dtype)
     return batch.to(device), lengths.to(device)
 
-# %% ../nbs/14_tagood.ipynb #2c0532cf
+# %% ../nbs/14_tagood.ipynb #18f0f3db
 class LengthBucketSampler(torch.utils.data.Sampler):
     "Shuffled batches of record indices; with bucketing, records of similar length share a batch."
 
@@ -529,7 +539,7 @@ def padding_fraction(lengths, batches) -> float:
     total = sum(len(batch) * int(lengths[batch].max()) for batch in batches)
     return 1.0 - real / total if total else 0.0
 
-# %% ../nbs/14_tagood.ipynb #1d6ef834
+# %% ../nbs/14_tagood.ipynb #9c02affb
 class EMACentres(nn.Module):
     "Class centres (C, num_patterns, width / num_patterns) that follow the class features by EMA (§4)."
 
@@ -574,7 +584,7 @@ def tagood_loss(logits: torch.Tensor, labels: torch.Tensor, mse: torch.Tensor, c
     ce = F.cross_entropy(logits, labels)
     return torch.clamp(ce_weight * ce + mse_weight * mse, 1e-5, 1e3), ce
 
-# %% ../nbs/14_tagood.ipynb #7ad6016a
+# %% ../nbs/14_tagood.ipynb #53cf3366
 @dataclass
 class TrainedTagOOD:
     "A trained projector, its class centres, a per-epoch history and the settings that produced them."
@@ -664,7 +674,7 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
         bar.close()
     return TrainedTagOOD(model.eval(), centres, pd.DataFrame(history), settings)
 
-# %% ../nbs/14_tagood.ipynb #3dabfb32
+# %% ../nbs/14_tagood.ipynb #471bee52
 SCORE_KINDS = {
     "official": "max over classes of the mean cosine over the centre's sub-vectors, times the tag score (the release)",
     "paper": "max over classes of the cosine between the whole feature and the centre (Eq. 6)",
@@ -733,7 +743,7 @@ def centre_scores(features, centres, kind: str = "official", tag_scores=None, ha
         scores = scores * np.asarray(tag_scores, dtype=np.float64)
     return np.where(has_features, scores, empty_score)
 
-# %% ../nbs/14_tagood.ipynb #252cb4f7
+# %% ../nbs/14_tagood.ipynb #e143c78b
 @torch.no_grad()
 def project(model: TagOODProjector, records, batch_size: int = 256, device=None, progress: bool = False) -> np.ndarray:
     "Projected features (N, width) float32 in eval mode (on `device`, default the model's), batched by length; zero rows for empty records."
@@ -758,7 +768,7 @@ def score_records(model: TagOODProjector, centres, decomposition: Decomposition,
     return centre_scores(features, centres, kind, tag_scores=decomposition.tag_score,
                          has_features=decomposition.lengths > 0, **options)
 
-# %% ../nbs/14_tagood.ipynb #6a41242c
+# %% ../nbs/14_tagood.ipynb #3539249b
 def tag_score_baseline(tag_scores) -> np.ndarray:
     "Table 3 'Tag Score': the largest in-distribution tag probability as the score (0 for images without a tag)."
     return np.asarray(tag_scores, dtype=np.float64).copy()
@@ -800,7 +810,7 @@ def projected_class_means(model: TagOODProjector, records, labels, num_classes: 
     "Table 3 '(CE)+CS' centres: class means of the projected training features (eval mode)."
     return class_means(project(model, records, batch_size, device), labels, num_classes)
 
-# %% ../nbs/14_tagood.ipynb #10700c18
+# %% ../nbs/14_tagood.ipynb #d0fd2ad4
 def load_release_checkpoint(checkpoint: dict, **model_options) -> tuple:
     "(TagOODProjector in eval mode, centres tensor) from a release-layout checkpoint dict; strict except `w_layer`."
     for key in ("projector", "ema"):
@@ -820,3 +830,342 @@ def load_release_checkpoint(checkpoint: dict, **model_options) -> tuple:
         raise KeyError(f"The checkpoint does not match TagOODProjector({options}): missing {missing[:5]}, "
                        f"unexpected {unexpected[:5]}.")
     return model.eval(), torch.as_tensor(checkpoint["ema"]).float()
+
+# %% ../nbs/14_tagood.ipynb #632f96ab
+RELEASE_EPOCHS, RELEASE_SCHEDULE_EPOCHS = 99, 100  # the release: --epochs 100, range(1, 100) runs 99 (§4)
+TAGOOD_VARIANTS = {
+    "official": dict(zero_tag_rule="official", kind="official"),
+    "fair": dict(zero_tag_rule="fair", kind="official"),
+    "paper": dict(zero_tag_rule="paper", kind="paper"),
+}
+TAGOOD_METHODS = {
+    "tagood": "the trained projector and its EMA class centres (Table 3: (CE+MSE)+CS)",
+    "tag_score": "the largest IND-tag probability (Table 3: Tag Score)",
+    "cs": "mean-pooled raw object tokens against their class means (Table 3: CS)",
+    "ce_cs": "a projector trained with CE only, centres = class means of its projected features (Table 3: (CE)+CS)",
+}
+TRAINING_DEFAULTS = {  # per profile; any of them can be overridden through `train_options`
+    "smoke": dict(epochs=2, schedule_epochs=2, batch_size=32, model_options=dict(width=32, heads=4, mlp_dim=64)),
+    "paper": dict(epochs=RELEASE_EPOCHS, schedule_epochs=RELEASE_SCHEDULE_EPOCHS, batch_size=256, model_options={}),
+}
+TAGOOD_ARTIFACT_VERSION = "1"  # bump when what a saved projector artifact holds changes
+
+
+def _check_choice(value, choices, parameter: str):
+    if value not in choices:
+        raise ValueError(f"Unknown {parameter}={value!r}; use one of {list(choices)}.")
+    return value
+
+
+def _check_tau(tau, parameter: str, allow_none: bool):
+    if tau is None and allow_none:
+        return None
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= tau < 1.0:
+        extra = ", or None for whole-image features" if allow_none else ""
+        raise ValueError(f"{parameter} must be a number in [0, 1){extra}; got {tau!r}.")
+    return float(tau)
+
+
+class TagOODRun:
+    "TagOOD on one benchmark and profile: cached RAM outputs, decompositions, cached trained projectors, scores, rows."
+
+    def __init__(self, benchmark: str = "mos", profile: str = "smoke", *, ram: str = "ram",
+                 attention_layer: int = RELEASED_ATTENTION_LAYER, tag_threshold: float = 0.5, epochs: int | None = None,
+                 train_options: dict | None = None, convention: str = "tagood", config=None, seed: int = 0,
+                 checkpoint=None, attention: str | None = None, batch_size: int | None = None,
+                 num_workers: int | None = None, device: str | None = None, amp: bool | None = None,
+                 progress: bool = True):
+        self.settings = resolve_profile(profile, batch_size=batch_size, num_workers=num_workers, device=device, amp=amp)
+        self.profile, self.convention, self.seed, self.progress = profile, convention, seed, progress
+        self.config = config or load_config()
+        self.benchmark = get_benchmark(benchmark)
+        evaluate(np.array([1.0]), np.array([0.0]), convention=convention)  # rejects an unknown convention now
+        if isinstance(tag_threshold, bool) or not isinstance(tag_threshold, (int, float)) or not 0.0 <= tag_threshold < 1.0:
+            raise ValueError(f"tag_threshold must be a probability in [0, 1); got {tag_threshold!r}.")
+        self.tag_threshold = float(tag_threshold)
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"epochs must be a positive integer or None (the profile's default); got {epochs!r}.")
+        self.training = dict(TRAINING_DEFAULTS[profile])
+        if epochs is not None:
+            self.training.update(epochs=epochs, schedule_epochs=max(epochs, RELEASE_SCHEDULE_EPOCHS if profile == "paper" else epochs))
+        self.training.update(train_options or {})
+        for reserved in ("seed", "device", "progress", "num_classes", "mse_weight"):
+            if reserved in (train_options or {}):
+                raise ValueError(f"train_options must not set {reserved!r}: it is a TagOODRun argument or chosen per call.")
+        if profile == "paper":
+            check_datasets(self.benchmark.datasets, self.config)
+            folders = class_names(self.benchmark.id_test, "paper", self.config)
+            if folders != imagenet_class_wnids():
+                raise ValueError("The ImageNet val class folders are not the 1000 wnids of TagOOD's class → tag map in label "
+                                 "order (ood_repro.ram.imagenet_class_wnids()): sort ImageNet into its 1000 wnid folders.")
+            class_tag_names = imagenet_class_tags()
+        else:
+            class_tag_names = class_names(self.benchmark.id_test, "smoke", self.config)
+        seed_everything(seed)
+        self.device = get_device(self.settings["device"])
+        ind_names = sorted(set(class_tag_names))
+        self.extractor = get_ram_extractor(
+            ram, profile, self.config, seed, checkpoint, tags=ind_names, attention_layer=attention_layer,
+            attention=attention or ("dense" if profile == "smoke" else "predicted"), min_probability=self.tag_threshold,
+            dtype="float32" if profile == "smoke" else "float16").to(self.device)
+        self.class_tags = class_tag_indices(class_tag_names, self.extractor.model.config.tag_names())
+        self.ind_tags = ind_tag_set(self.class_tags)
+        self.num_classes = len(self.class_tags)
+        self.cache = FeatureCache(self.config.cache_dir)
+        self.entries, self._decompositions, self._trained, self._centres = {}, {}, {}, {}
+        self.scores_by_row = {}
+
+    def __repr__(self) -> str:
+        return (f"TagOODRun({self.benchmark.name!r}, {self.profile!r}, {self.extractor!r}, {self.num_classes} classes, "
+                f"{len(self.ind_tags)} IND tags, epochs {self.training['epochs']}/{self.training['schedule_epochs']})")
+
+    def ram_outputs(self, dataset: str):
+        "The cache entry of RAM's outputs on `dataset`, extracting it on first use."
+        if dataset not in self.entries:
+            images = get_dataset(dataset, profile=self.profile, config=self.config, transform=self.extractor.transform)
+            self.entries[dataset] = extract(self.extractor, images, self.cache, batch_size=self.settings["batch_size"],
+                                            num_workers=self.settings["num_workers"], device=self.device,
+                                            amp=self.settings["amp"], progress=self.progress)
+        return self.entries[dataset]
+
+    def decomposition(self, dataset: str, tau: float | None = 0.5, zero_tag_rule: str = "official",
+                      single_tag: bool = False) -> Decomposition:
+        "`decompose` of the cached RAM outputs of `dataset` (is_id from the dataset's role; single_tag: its labels' tags)."
+        tau = _check_tau(tau, "tau", allow_none=True)
+        _check_choice(zero_tag_rule, ZERO_TAG_RULES, "zero_tag_rule")
+        is_id = get_spec(dataset).role.startswith("id")
+        if single_tag and not is_id:
+            raise ValueError(f"single_tag=True uses the ground-truth class's tag; {dataset!r} is an OOD set without labels.")
+        key = (dataset, tau, zero_tag_rule, bool(single_tag))
+        if key in self._decompositions:
+            return self._decompositions[key]
+        entry = self.ram_outputs(dataset)
+        result = decompose(entry["tag_logits"], entry["attention"], entry["tokens"], self.ind_tags, tau=tau,
+                           tag_threshold=self.tag_threshold, zero_tag_rule=zero_tag_rule, is_id=is_id,
+                           single_tags=self.class_tags[entry.labels] if single_tag else None,
+                           tag_ids=self.extractor.tag_indices,
+                           attention_tags=entry["attention_tags"] if "attention_tags" in entry else None,
+                           from_logits=True, progress=self.progress)
+        if self.profile == "smoke" or dataset != self.benchmark.id_train:  # ImageNet train's tokens: tens of GB
+            self._decompositions[key] = result
+        return result
+
+    def _training_records(self, tau: float, single_tag: bool):
+        decomposition = self.decomposition(self.benchmark.id_train, tau, "official", single_tag)
+        return decomposition.object_tokens, self.ram_outputs(self.benchmark.id_train).labels
+
+    def artifact_path(self, tau: float = 0.5, mse_weight: float = 0.1, single_tag: bool = False) -> Path:
+        "Where the projector trained with these settings is (or will be) saved."
+        tau = _check_tau(tau, "tau_train", allow_none=False)
+        options = dict(self.training, mse_weight=float(mse_weight), seed=self.seed, device=str(self.device))
+        key = cache_key(kind="tagood-projector", version=TAGOOD_ARTIFACT_VERSION,
+                        ram_outputs=self.ram_outputs(self.benchmark.id_train).key, tau=tau,
+                        tag_threshold=self.tag_threshold, single_tag=bool(single_tag),
+                        class_tags=[int(tag) for tag in self.class_tags], training=options)
+        return self.cache.root / "artifacts" / f"tagood-projector-{key}.pt"
+
+    def trained(self, tau: float = 0.5, mse_weight: float = 0.1, single_tag: bool = False) -> TrainedTagOOD:
+        "The projector trained on ImageNet train decomposed at `tau`: loaded from its artifact, or trained and saved."
+        path = self.artifact_path(tau, mse_weight, single_tag)
+        if path in self._trained:
+            return self._trained[path]
+        if path.is_file():
+            result = load_trained(path)
+        else:
+            records, labels = self._training_records(tau, single_tag)
+            options = {key: value for key, value in self.training.items()}
+            result = train_tagood(records, labels, self.num_classes, mse_weight=mse_weight, seed=self.seed,
+                                  device=str(self.device), progress=self.progress, **options)
+            save_trained(result, path)
+        self._trained[path] = result
+        return result
+
+    def _method_centres(self, method: str, tau_train: float, single_tag: bool):
+        "(projector or None, centres) of a method that compares features with class centres."
+        key = (method, tau_train, single_tag)
+        if key not in self._centres:
+            if method == "tagood":
+                trained = self.trained(tau_train, single_tag=single_tag)
+                self._centres[key] = (trained.model, trained.centres)
+            else:
+                records, labels = self._training_records(tau_train, single_tag)
+                if method == "cs":
+                    self._centres[key] = (None, class_means(mean_pool(records), labels, self.num_classes))
+                else:  # "ce_cs"
+                    model = self.trained(tau_train, mse_weight=0.0, single_tag=single_tag).model
+                    self._centres[key] = (model, projected_class_means(model, records, labels, self.num_classes,
+                                                                       device=self.device))
+        return self._centres[key]
+
+    def test_features(self, dataset: str, method: str = "tagood", *, tau_train: float = 0.5, tau_test: float | None = 0.5,
+                      zero_tag_rule: str = "official", single_tag: bool = False) -> tuple:
+        "(features (N, D), Decomposition) of a test set as `method` sees them: projected, or mean-pooled raw tokens."
+        decomposition = self.decomposition(dataset, tau_test, zero_tag_rule)
+        model, _ = self._method_centres(method, tau_train, single_tag)
+        if model is None:
+            return mean_pool(decomposition.object_tokens), decomposition
+        return project(model, decomposition.object_tokens, device=self.device), decomposition
+
+    def scores(self, method: str = "tagood", variant: str = "official", *, tau_train: float = 0.5,
+               tau_test: float | None = 0.5, kind: str | None = None, weight_by_tag: bool | None = None,
+               single_tag: bool = False, datasets=None) -> dict:
+        "{dataset: scores (N,)} for the ID test set and each OOD set (the benchmark's unless `datasets` is given)."
+        _check_choice(method, TAGOOD_METHODS, "method")
+        _check_choice(variant, TAGOOD_VARIANTS, "variant")
+        tau_train = _check_tau(tau_train, "tau_train", allow_none=False)
+        tau_test = _check_tau(tau_test, "tau_test", allow_none=True)
+        rule = TAGOOD_VARIANTS[variant]["zero_tag_rule"]
+        kind = _check_choice(kind or TAGOOD_VARIANTS[variant]["kind"], SCORE_KINDS, "kind")
+        results = {}
+        for dataset in (self.benchmark.id_test, *(datasets or self.benchmark.ood)):
+            if method == "tag_score":
+                results[dataset] = tag_score_baseline(self.decomposition(dataset, tau_test, rule).tag_score)
+                continue
+            features, decomposition = self.test_features(dataset, method, tau_train=tau_train, tau_test=tau_test,
+                                                         zero_tag_rule=rule, single_tag=single_tag)
+            _, centres = self._method_centres(method, tau_train, single_tag)
+            results[dataset] = centre_scores(features, centres, kind, tag_scores=decomposition.tag_score,
+                                             has_features=decomposition.lengths > 0, weight_by_tag=weight_by_tag)
+        return results
+
+    def metrics(self, method: str = "tagood", variant: str = "official", name: str | None = None, **options) -> dict:
+        "{OOD set: evaluate-dict} in this run's convention; the scores are kept in `scores_by_row[name]`."
+        scores = self.scores(method, variant, **options)
+        id_scores = scores.pop(self.benchmark.id_test)
+        self.scores_by_row[name or f"{method} ({variant})"] = {self.benchmark.id_test: id_scores, **scores}
+        return {dataset: evaluate(id_scores, ood_scores, convention=self.convention) for dataset, ood_scores in scores.items()}
+
+    def evaluate(self, method: str = "tagood", variant: str = "official", name: str | None = None,
+                 **options) -> pd.DataFrame:
+        """One table row (ood_repro.metrics.results_table: per-OOD-set AUROC/FPR95 ×100 and their average).
+
+        options: tau_train, tau_test (None: whole-image features), kind, weight_by_tag, single_tag, datasets."""
+        name = name or ("TagOOD" if method == "tagood" else method) + ("" if variant == "official" else f" ({variant})")
+        return results_table(self.metrics(method, variant, name, **options), name=name)
+
+
+def run_tagood(benchmark: str = "mos", profile: str = "smoke", method: str = "tagood", variant: str = "official",
+               name: str | None = None, *, tau_train: float = 0.5, tau_test: float | None = 0.5, kind: str | None = None,
+               weight_by_tag: bool | None = None, single_tag: bool = False, datasets=None, **run_options) -> pd.DataFrame:
+    "One TagOOD table row in one call: `TagOODRun(benchmark, profile, **run_options).evaluate(method, variant, ...)`."
+    run = TagOODRun(benchmark, profile, **run_options)
+    return run.evaluate(method, variant, name, tau_train=tau_train, tau_test=tau_test, kind=kind,
+                        weight_by_tag=weight_by_tag, single_tag=single_tag, datasets=datasets)
+
+# %% ../nbs/14_tagood.ipynb #991d6fad
+def save_trained(trained: TrainedTagOOD, path) -> Path:
+    "Write a TrainedTagOOD to `path` (atomically: a temporary file beside it, then a rename)."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = dict(trained.checkpoint(), model_options=dict(trained.model.options),
+                   centre_options=dict(momentum=trained.centres.momentum, duplicates=trained.centres.duplicates),
+                   history=trained.history.to_dict(orient="list"), settings=dict(trained.settings))
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        torch.save(content, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_trained(path) -> TrainedTagOOD:
+    "A TrainedTagOOD saved by `save_trained` (model in eval mode, on the CPU)."
+    path = Path(path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+        model = TagOODProjector(**content["model_options"])
+        model.load_state_dict(content["projector"], strict=True)
+    except Exception as error:
+        raise RuntimeError(f"The TagOOD projector artifact {path} cannot be read ({error}); delete it to retrain.") from error
+    num_classes, patterns, part = content["ema"].shape
+    centres = EMACentres(num_classes, patterns * part, patterns, **content["centre_options"])
+    centres.centres.copy_(content["ema"])
+    return TrainedTagOOD(model.eval(), centres, pd.DataFrame(content["history"]), content["settings"])
+
+# %% ../nbs/14_tagood.ipynb #d5efd0d9
+def plot_sweep(table: pd.DataFrame, xlabel: str, metrics=("AUROC", "FPR95"), title: str | None = None):
+    "Metrics of `table` (rows = swept settings in order, columns (dataset, METRIC)) as one line per dataset."
+    import matplotlib.pyplot as plt
+
+    if not isinstance(table.columns, pd.MultiIndex) or not len(table):
+        raise ValueError("table must hold rows with (dataset, METRIC) columns, as TagOODRun.evaluate returns them.")
+    datasets = list(dict.fromkeys(table.columns.get_level_values(0)))
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    positions = np.arange(len(table))
+    for ax, metric in zip(axes[0], metrics):
+        if metric not in set(table.columns.get_level_values(1)):
+            raise ValueError(f"metric {metric!r} is not in the table; it has {sorted(set(table.columns.get_level_values(1)))}.")
+        for dataset in datasets:
+            style = dict(color="black", linestyle="--", linewidth=2) if dataset == "Average" else {}
+            ax.plot(positions, table[(dataset, metric)].to_numpy(dtype=float), marker="o", label=dataset, **style)
+        ax.set_xticks(positions, [str(label) for label in table.index])
+        ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def feature_tsne(run: TagOODRun, datasets=None, n_per_set: int = 200, tau_train: float = 0.5,
+                 tau_test: float | None = 0.5, zero_tag_rule: str = "official", classes=None, perplexity: float = 30.0,
+                 seed: int = 0) -> pd.DataFrame:
+    """2-D t-SNE of test features before (mean raw object tokens) and after the projection: columns stage,
+    dataset, label (class for ID, -1 for OOD), x, y. Up to `n_per_set` images with object tokens per set;
+    `classes`: the ID classes to draw from (None: all)."""
+    from sklearn.manifold import TSNE
+
+    if n_per_set < 2:
+        raise ValueError(f"n_per_set must be at least 2; got {n_per_set}.")
+    model = run.trained(tau_train).model
+    rng = np.random.default_rng(seed)
+    stages = {"before projection": [], "after projection": []}
+    names, labels = [], []
+    for dataset in (run.benchmark.id_test, *(datasets or run.benchmark.ood)):
+        decomposition = run.decomposition(dataset, tau_test, zero_tag_rule)
+        is_id = dataset == run.benchmark.id_test
+        usable = decomposition.lengths > 0
+        if is_id and classes is not None:
+            usable &= np.isin(run.ram_outputs(dataset).labels, np.asarray(classes))
+        candidates = np.flatnonzero(usable)
+        chosen = np.sort(rng.choice(candidates, min(n_per_set, len(candidates)), replace=False))
+        records = [decomposition.object_tokens[int(i)] for i in chosen]
+        if not records:
+            continue
+        stages["before projection"].append(mean_pool(records))
+        stages["after projection"].append(project(model, records, device=run.device))
+        names += [dataset] * len(chosen)
+        labels += list(run.ram_outputs(dataset).labels[chosen]) if is_id else [-1] * len(chosen)
+    frames = []
+    for stage, parts in stages.items():
+        features = np.concatenate(parts).astype(np.float64)
+        embedding = TSNE(n_components=2, perplexity=min(perplexity, (len(features) - 1) / 3), init="pca",
+                         random_state=seed).fit_transform(features)
+        frames.append(pd.DataFrame(dict(stage=stage, dataset=names, label=np.asarray(labels, dtype=np.int64),
+                                        x=embedding[:, 0], y=embedding[:, 1])))
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_tsne(points: pd.DataFrame, class_names=None):
+    "The two t-SNE panels of `feature_tsne`: ID classes in colour, OOD images as grey crosses."
+    import matplotlib.pyplot as plt
+
+    stages = list(dict.fromkeys(points["stage"]))
+    figure, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.6), squeeze=False)
+    colours = plt.get_cmap("tab20")
+    for ax, stage in zip(axes[0], stages):
+        panel = points[points["stage"] == stage]
+        ood = panel[panel["label"] < 0]
+        ax.scatter(ood["x"], ood["y"], marker="x", color="0.6", s=12, linewidths=0.8, label="OOD")
+        for label in sorted(set(panel["label"]) - {-1}):
+            group = panel[panel["label"] == label]
+            name = class_names[label] if class_names is not None else f"class {label}"
+            ax.scatter(group["x"], group["y"], s=10, color=colours(label % 20), label=name)
+        ax.set(title=stage, xticks=[], yticks=[])
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=1.5)
+    figure.tight_layout()
+    return figure

@@ -6,10 +6,11 @@
 __all__ = ['PROJECTION_LOSSES', 'STRATEGIES', 'assign_negative_labels', 'negative_subset', 'Projection', 'make_projection',
            'projection_loss', 'label_tuning_loss', 'train_projection', 'tune_negative_labels', 'train_joint',
            'replace_negatives', 'project_features', 'synood_score', 'SynOODModel', 'load_synood', 'fit_synood',
-           'SynOOD']
+           'SynOOD', 'synood_training_data', 'synood_scorer', 'synood_cost']
 
-# %% ../../nbs/16_synood_finetune.ipynb #71ff0164
+# %% ../../nbs/16_synood_finetune.ipynb #ee3ecf6a
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..backbones import JigsawExtractor, get_spec
+from ..cache import extract
+from ..data import ImageDataset, get_dataset, list_images
 from ..neglabel import neglabel_score, unit_rows
 from ..scorer import Scorer
 
-# %% ../../nbs/16_synood_finetune.ipynb #5a661e67
+# %% ../../nbs/16_synood_finetune.ipynb #d0466ae4
 def assign_negative_labels(synthetic_features, negative_features, chunk_size: int = 4096) -> np.ndarray:
     "Index of the most cosine-similar negative label for every synthetic image (§B.5)."
     images = unit_rows(synthetic_features, "synthetic_features")
@@ -44,7 +48,7 @@ def negative_subset(assignments) -> tuple:
     subset, targets = np.unique(assignments, return_inverse=True)
     return subset.astype(np.int64), targets.astype(np.int64)
 
-# %% ../../nbs/16_synood_finetune.ipynb #aaa4c2c7
+# %% ../../nbs/16_synood_finetune.ipynb #513d5c1d
 class Projection(nn.Module):
     "SynOOD's projection after the frozen CLIP image encoder: normalize(f + ReLU(LayerNorm(W f + b)))."
 
@@ -65,7 +69,7 @@ def make_projection(dim: int, seed: int = 0) -> Projection:
         torch.manual_seed(seed)
         return Projection(dim)
 
-# %% ../../nbs/16_synood_finetune.ipynb #3c091415
+# %% ../../nbs/16_synood_finetune.ipynb #8a80cd4e
 PROJECTION_LOSSES = ("official", "paper")
 
 
@@ -91,7 +95,7 @@ def label_tuning_loss(image_features: torch.Tensor, targets: torch.Tensor, label
     "Eq. (14) as released: cross-entropy of unit image features against the normalised M′ label features."
     return F.cross_entropy(scale * image_features @ F.normalize(label_features, dim=1).T, targets)
 
-# %% ../../nbs/16_synood_finetune.ipynb #ec2aa33c
+# %% ../../nbs/16_synood_finetune.ipynb #15e6d903
 def _as_float_matrix(array, name: str) -> torch.Tensor:
     "A float32 tensor; numpy input is copied (cached features are read-only memmaps, which torch cannot wrap)."
     if isinstance(array, np.ndarray):
@@ -205,7 +209,7 @@ def tune_negative_labels(synthetic_features, synthetic_targets, label_features, 
         history.append({"epoch": epoch + 1, "lr": rate, "loss": float(np.mean(losses))})
     return labels.detach().clone(), history
 
-# %% ../../nbs/16_synood_finetune.ipynb #b6293afb
+# %% ../../nbs/16_synood_finetune.ipynb #b3576a26
 def train_joint(id_features, id_labels, synthetic_features, synthetic_targets, class_text, label_features, *,
                 loss: str = "official", epochs: int = 3, batch_size: int = 128, projection_lr: float = 1e-3,
                 projection_weight_decay: float = 1e-5, projection_min_lr: float = 1e-5, tuning_lr: float = 2e-2,
@@ -250,7 +254,7 @@ def train_joint(id_features, id_labels, synthetic_features, synthetic_targets, c
         history.append({"epoch": epoch + 1, "projection_lr": rates[0], "tuning_lr": rates[1], "loss": float(np.mean(losses))})
     return projection.eval(), labels.detach().clone(), history
 
-# %% ../../nbs/16_synood_finetune.ipynb #5f891e63
+# %% ../../nbs/16_synood_finetune.ipynb #cbfb3dd6
 def replace_negatives(negative_features, subset, tuned) -> torch.Tensor:
     "Unit negative features with rows `subset` replaced by the normalised `tuned` features."
     negatives = unit_rows(negative_features, "negative_features").clone()
@@ -280,7 +284,7 @@ def synood_score(image_features, class_features, negative_features, subset=None,
     images = image_features if projection is None else project_features(projection, image_features)
     return neglabel_score(images, class_features, negatives, n_groups, scale, seed, chunk_size)
 
-# %% ../../nbs/16_synood_finetune.ipynb #89dfe257
+# %% ../../nbs/16_synood_finetune.ipynb #0d177f83
 STRATEGIES = ("joint", "separate-with-projection", "separate-without-projection", "projection-only")
 
 
@@ -368,9 +372,140 @@ class SynOOD(Scorer):
         self.strategy, self.use_projection = model.strategy, use_projection
         self.n_groups, self.scale, self.seed, self.chunk_size = n_groups, float(scale), seed, chunk_size
 
+    @property
+    def model(self) -> SynOODModel:
+        "The trained parts the scorer uses (projection, M′, tuned features, assignments, history)."
+        return self._model
+
     def score(self, features=None, logits=None) -> np.ndarray:
         if features is None:
             raise ValueError("`features` (CLIP image features) is required by this scorer but was not given.")
         images = project_features(self._model.projection, features) if self.use_projection else features
         return neglabel_score(images, self._class_features, self._negatives, self.n_groups, self.scale, self.seed,
                               self.chunk_size)
+
+# %% ../../nbs/16_synood_finetune.ipynb #111b8f96
+def _synthetic_folder_dataset(folder: Path, transform) -> tuple:
+    "(synthetic images, the generation manifest or None) of a folder of images in subfolders."
+    if (folder / "manifest.csv").is_file():
+        from ood_repro.synood.generate import generated_dataset, read_manifest  # imported here: generation pulls in diffusers
+        return generated_dataset(folder, transform=transform), read_manifest(folder)
+    files, _, _ = list_images(folder, "one_level_subfolders")
+    if not files:
+        raise FileNotFoundError(f"`synthetic` folder {folder} holds no images in subfolders (expected e.g. "
+                                f"<wnid>/<name>_ood.JPEG, or a generation run of ood_repro.synood.generate).")
+    return ImageDataset(folder.name, folder, files, np.full(len(files), -1), transform), None
+
+
+def _paired_id_images(manifest, id_train: ImageDataset) -> ImageDataset:
+    "The ID training images the synthetic ones were generated from, in manifest order, with their labels."
+    position = {str(path.resolve()): index for index, path in enumerate(id_train.files)}
+    sources = [str(Path(source).resolve()) for source in manifest["source"]]
+    missing = [source for source in sources if source not in position]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} source images of the generation manifest are not in the ID training "
+                                f"set {id_train.root} (e.g. {missing[0]}); point the config's imagenet-train at the data "
+                                f"the images were generated from.")
+    return id_train.subset([position[source] for source in sources])
+
+
+def _per_class_sample(labels, per_class: int, seed: int) -> np.ndarray:
+    "Sorted indices of `per_class` random items of each label (all of a label with fewer)."
+    if not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"`id_per_class` must be a positive integer (SynOOD uses 50); got {per_class!r}.")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(members, min(per_class, len(members)), replace=False)
+              for members in (np.flatnonzero(labels == label) for label in np.unique(labels))]
+    return np.sort(np.concatenate(chosen))
+
+
+def synood_training_data(evaluator, synthetic=None, *, id_per_class: int | None = None, seed: int = 0,
+                         jigsaw_grid: int = 3) -> dict:
+    "D^pro as cached CLIP features of `evaluator`'s model: {'id_features', 'id_labels', 'synthetic_features'}."
+    settings = dict(batch_size=evaluator.settings["batch_size"], num_workers=evaluator.settings["num_workers"],
+                    device=evaluator.device, amp=evaluator.settings["amp"], progress=evaluator.progress)
+    clip = evaluator.extractor
+    id_train = get_dataset(evaluator.benchmark.id_train, profile=evaluator.profile, config=evaluator.config,
+                           transform=clip.transform)
+    if synthetic is None:
+        if evaluator.profile != "smoke":
+            raise ValueError("`synthetic` is required in the paper profile: the folder of SynOOD's synthetic images "
+                             "(a generation run of ood_repro.synood.generate, or <wnid>/<name> image subfolders).")
+        id_entry = evaluator.features(evaluator.benchmark.id_train)
+        stand_ins = extract(JigsawExtractor(clip, jigsaw_grid, seed), id_train, evaluator.cache, **settings)
+        data = {"id_features": id_entry["image_features"], "id_labels": id_entry.labels,
+                "synthetic_features": stand_ins["image_features"]}
+    else:
+        folder = Path(synthetic)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"`synthetic` folder {folder} does not exist.")
+        images, manifest = _synthetic_folder_dataset(folder, clip.transform)
+        id_images = id_train if manifest is None else _paired_id_images(manifest, id_train)
+        id_entry = (evaluator.features(evaluator.benchmark.id_train) if manifest is None
+                    else extract(clip, id_images, evaluator.cache, **settings))
+        data = {"id_features": id_entry["image_features"], "id_labels": id_entry.labels,
+                "synthetic_features": extract(clip, images, evaluator.cache, **settings)["image_features"]}
+    if id_per_class is not None:
+        kept = _per_class_sample(data["id_labels"], id_per_class, seed)
+        data["id_features"], data["id_labels"] = data["id_features"][kept], data["id_labels"][kept]
+    return data
+
+
+def synood_scorer(evaluator, texts, synthetic=None, *, strategy: str = "separate-without-projection",
+                  m: int | None = None, id_per_class: int | None = None, use_projection: bool = True,
+                  n_groups: int | None = None, seed: int = 0, data: dict | None = None, **training) -> "SynOOD":
+    "A `SynOOD` scorer trained for `evaluator`'s CLIP model by `strategy`; `training` goes to `fit_synood`."
+    if texts.model_id != evaluator.extractor.cache_id()["model_id"]:
+        raise ValueError("`texts` belong to another CLIP model than the evaluator's; mine them with "
+                         "neglabel_texts(evaluator.extractor, ...).")
+    data = data or synood_training_data(evaluator, synthetic, id_per_class=id_per_class, seed=seed)
+    synthetic_features = data["synthetic_features"]
+    if m is not None:
+        if not isinstance(m, int) or not 1 <= m <= len(synthetic_features):
+            raise ValueError(f"`m` (synthetic images used) must be an integer in [1, {len(synthetic_features)}]; got {m!r}.")
+        synthetic_features = synthetic_features[np.sort(np.random.default_rng(seed).choice(len(synthetic_features), m,
+                                                                                           replace=False))]
+    model = fit_synood(data["id_features"], data["id_labels"], synthetic_features, texts.class_features,
+                       texts.negative_features, strategy=strategy, seed=seed, **training)
+    return SynOOD(model, texts.class_features, texts.negative_features, use_projection=use_projection,
+                  n_groups=texts.n_groups if n_groups is None else n_groups, seed=seed)
+
+# %% ../../nbs/16_synood_finetune.ipynb #f5b65a6c
+def _clip_on_meta(model: str, real: bool) -> nn.Module:
+    "The open_clip network of registry entry `model` (real or tiny sizes) with parameters on the `meta` device."
+    import open_clip
+    spec = get_spec(model)
+    if spec.library != "open_clip":
+        raise ValueError(f"`model` must be a CLIP model of the registry (e.g. clip-vit-b16); {model!r} is {spec.library}.")
+    clip_config = open_clip.get_model_config(spec.architecture) if real else spec.tiny
+    with torch.device("meta"):
+        return open_clip.CLIP(**clip_config, quick_gelu=spec.quick_gelu)
+
+
+def synood_cost(model: str, real: bool = True, n_images: int = 1024, n_classes: int = 1000, n_negatives: int = 10499,
+                n_groups: int = 100, repeats: int = 3, seed: int = 0) -> dict:
+    "Parameters SynOOD's projection adds to CLIP `model` and milliseconds per image of scoring, with and without it."
+    network = _clip_on_meta(model, real)
+    dim = network.visual.output_dim
+    projection = make_projection(dim, seed)
+    generator = torch.Generator().manual_seed(seed)
+    images, classes, negatives = (torch.randn(n, dim, generator=generator) for n in (n_images, n_classes, n_negatives))
+
+    def best_ms(score) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            score()
+            times.append(time.perf_counter() - started)
+        return 1000 * min(times) / n_images
+
+    added = sum(parameter.numel() for parameter in projection.parameters())
+    encoder = sum(parameter.numel() for parameter in network.visual.parameters())
+    whole = sum(parameter.numel() for parameter in network.parameters())
+    return {"model": model, "sizes": "real" if real else "tiny", "dim": dim, "projection_parameters": added,
+            "image_encoder_parameters": encoder, "clip_parameters": whole,
+            "added_vs_image_encoder_%": 100 * added / encoder, "added_vs_clip_%": 100 * added / whole,
+            "neglabel_ms_per_image": best_ms(lambda: neglabel_score(images, classes, negatives, n_groups)),
+            "synood_ms_per_image": best_ms(lambda: synood_score(images, classes, negatives, projection=projection,
+                                                                n_groups=n_groups))}

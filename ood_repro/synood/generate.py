@@ -6,15 +6,17 @@
 __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SCHEDULER', 'LOSSES', 'GRADIENTS',
            'GUIDANCE_PROFILES', 'ID_SUBSET_FILE', 'DEFAULT_CONTEXT_QUESTION', 'LLAVA_PROMPT_FORMAT', 'PROMPT_TEMPLATE',
            'RELEASE_CONTEXT_CHARS', 'PROMPT_FORMS', 'MANIFEST_FILE', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS',
-           'PROGRESS_FORMAT', 'TEXT_TO_IMAGE_PROFILES', 'GuidanceSettings', 'guidance_settings', 'atomic_write_bytes',
-           'remove_stale_temporaries', 'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer',
-           'ContextCache', 'TagContext', 'tiny_llava', 'load_llava', 'MLLMContext', 'llava_context',
-           'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
-           'load_text_to_image_pipeline', 'guidance_loss', 'classifier_input', 'load_source_images', 'to_uint8',
-           'GuidanceStep', 'GuidedImages', 'GuidedInpainter', 'make_inpainter', 'generate_dataset', 'read_manifest',
-           'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images']
+           'PROGRESS_FORMAT', 'TEXT_TO_IMAGE_PROFILES', 'SYNTHETIC_SET_PROFILES', 'CONTEXT_SOURCES', 'GuidanceSettings',
+           'guidance_settings', 'atomic_write_bytes', 'remove_stale_temporaries', 'select_id_subset',
+           'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext', 'tiny_llava',
+           'load_llava', 'MLLMContext', 'llava_context', 'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline',
+           'tiny_text_to_image_pipeline', 'load_inpaint_pipeline', 'load_text_to_image_pipeline', 'guidance_loss',
+           'classifier_input', 'load_source_images', 'to_uint8', 'GuidanceStep', 'GuidedImages', 'GuidedInpainter',
+           'make_inpainter', 'generate_dataset', 'read_manifest', 'generated_dataset', 'TextToImageSettings',
+           'label_slug', 'generate_negative_label_images', 'ram_tag_context', 'generate_synthetic_sets',
+           'read_synthetic_sets', 'id_subset_dataset', 'plot_synthetic_pairs']
 
-# %% ../../nbs/17_synood_generate.ipynb #db0054fd
+# %% ../../nbs/17_synood_generate.ipynb #e595d295
 import gzip
 import hashlib
 import io
@@ -22,11 +24,13 @@ import json
 import os
 import re
 import socket
+import textwrap
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import open_clip
 import pandas as pd
@@ -47,10 +51,12 @@ from transformers import (AutoProcessor, CLIPImageProcessor, CLIPTextConfig, CLI
                           PreTrainedTokenizerFast)
 
 from ..backbones import WeightsUnavailableError, get_extractor
-from ..config import PROFILES, load_config
-from ..data import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, get_dataset, jpeg_complexity_ranking, load_image
+from ..config import PROFILES, get_device, load_config, resolve_profile
+from ..data import (IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, ImageDataset, get_dataset,
+                            jpeg_complexity_ranking, load_image)
+from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
 
-# %% ../../nbs/17_synood_generate.ipynb #6500f4a5
+# %% ../../nbs/17_synood_generate.ipynb #a6f19c09
 SD2_INPAINTING = "stabilityai/stable-diffusion-2-inpainting"  # the release's model (§B.3)
 SD2_TEXT_TO_IMAGE = "stabilityai/stable-diffusion-2-base"  # our choice for "Neg Image": its generator is not released
 LLAVA_MODEL = "llava-hf/llava-1.5-7b-hf"  # our choice: the paper names LLaVA without version or checkpoint
@@ -111,7 +117,7 @@ def guidance_settings(profile: str = "smoke", **overrides) -> GuidanceSettings:
         raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(GUIDANCE_PROFILES)}.")
     return replace(GUIDANCE_PROFILES[profile], **{key: value for key, value in overrides.items() if value is not None})
 
-# %% ../../nbs/17_synood_generate.ipynb #86b93aa5
+# %% ../../nbs/17_synood_generate.ipynb #3a70d2dd
 _TEMPORARY = re.compile(r"^\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
@@ -158,7 +164,7 @@ def remove_stale_temporaries(folder) -> int:
                 pass
     return removed
 
-# %% ../../nbs/17_synood_generate.ipynb #1cb7e379
+# %% ../../nbs/17_synood_generate.ipynb #10aa163e
 ID_SUBSET_FILE = "id_subset.csv"
 
 
@@ -181,7 +187,7 @@ def select_id_subset(dataset, n_per_class: int = 50, out_dir=None, progress: boo
         _write_csv(table, Path(out_dir) / ID_SUBSET_FILE)
     return table
 
-# %% ../../nbs/17_synood_generate.ipynb #1090f7c5
+# %% ../../nbs/17_synood_generate.ipynb #8bfeb3b6
 DEFAULT_CONTEXT_QUESTION = ("List the elements of this image other than its main object: the background, the "
                             "scenery, surfaces, and any other objects, animals or people. Answer with a "
                             "comma-separated list of short nouns only.")
@@ -238,7 +244,7 @@ def parse_context_labels(answer: str, exclude=(), max_labels: int | None = None,
         labels.append(label)
     return labels if max_labels is None else labels[:max_labels]
 
-# %% ../../nbs/17_synood_generate.ipynb #8d2bb789
+# %% ../../nbs/17_synood_generate.ipynb #2f0ea1d8
 PROMPT_TEMPLATE = "A photo only remain {context}."
 RELEASE_CONTEXT_CHARS = 73
 PROMPT_FORMS = ("release", "paper")
@@ -253,7 +259,7 @@ def context_prompt(context, form: str = "release", max_chars: int = RELEASE_CONT
         return PROMPT_TEMPLATE.format(context=text[:max_chars])
     return text
 
-# %% ../../nbs/17_synood_generate.ipynb #24bb6b8c
+# %% ../../nbs/17_synood_generate.ipynb #b7c124a1
 @dataclass(frozen=True)
 class ContextAnswer:
     "What a context source says about one image: its raw text and the labels parsed from it."
@@ -307,7 +313,7 @@ class ContextCache:
     def __len__(self) -> int:
         return len(self._answers)
 
-# %% ../../nbs/17_synood_generate.ipynb #00e2bc45
+# %% ../../nbs/17_synood_generate.ipynb #6b2465b1
 def _path_key(path) -> str:
     return str(Path(path).resolve())
 
@@ -355,7 +361,7 @@ class TagContext:
                 labels.append(label)
         return ContextAnswer(answer=", ".join(_normalise_term(name) for name in names), labels=tuple(labels))
 
-# %% ../../nbs/17_synood_generate.ipynb #57e0f296
+# %% ../../nbs/17_synood_generate.ipynb #83cc94d2
 def _hub_offline() -> bool:
     current = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     return current or bool(hub_constants.HF_HUB_OFFLINE)
@@ -486,7 +492,7 @@ def llava_context(profile: str = "smoke", model_id: str = LLAVA_MODEL, config=No
     config = config or load_config()
     return MLLMContext(model, processor, cache=ContextCache(Path(config.cache_dir) / "synood-contexts"), **options)
 
-# %% ../../nbs/17_synood_generate.ipynb #1434d162
+# %% ../../nbs/17_synood_generate.ipynb #b76bc645
 def diffusers_clip_tokenizer(context_length: int = 77) -> CLIPTokenizer:
     "CLIP's BPE tokenizer as a transformers CLIPTokenizer, built offline from open_clip's bundled vocabulary."
     vocabulary_file = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
@@ -567,7 +573,7 @@ def load_text_to_image_pipeline(profile: str = "paper", model_id: str = SD2_TEXT
     "SD2 text-to-image for Neg Image (`paper`; our choice of model) or the tiny one (`smoke`)."
     return _load_pipeline(StableDiffusionPipeline, tiny_text_to_image_pipeline, profile, model_id, device, dtype, seed)
 
-# %% ../../nbs/17_synood_generate.ipynb #56ab01aa
+# %% ../../nbs/17_synood_generate.ipynb #f1073952
 def guidance_loss(logits: torch.Tensor, variant: str = "official", m_out: float = -5.0,
                   temperature: float = 1.0) -> torch.Tensor:
     "The per-image OOD guidance loss (B,) of classifier logits (B, C): `official` (release) or `paper` (Eq. 7, [3])."
@@ -581,14 +587,14 @@ def guidance_loss(logits: torch.Tensor, variant: str = "official", m_out: float 
         return torch.relu(m_out - energy) ** 2
     raise ValueError(f"guidance_loss: variant must be one of {LOSSES}, got {variant!r}.")
 
-# %% ../../nbs/17_synood_generate.ipynb #c4d5db7b
+# %% ../../nbs/17_synood_generate.ipynb #7d9e4476
 def classifier_input(images: torch.Tensor, resize: int = 232, crop: int = 224, mean=IMAGENET_MEAN,
                      std=IMAGENET_STD) -> torch.Tensor:
     "Differentiable classifier preprocessing of images (B, 3, H, W) in [0, 1]: resize, centre crop, normalise."
     resized = TF.resize(images, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
     return TF.normalize(TF.center_crop(resized, [crop]), list(mean), list(std))
 
-# %% ../../nbs/17_synood_generate.ipynb #d0a98277
+# %% ../../nbs/17_synood_generate.ipynb #601544f5
 def _derive_seed(*parts) -> int:
     "A 63-bit seed from any JSON-able parts (the run seed, an image name, a purpose)."
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).digest()
@@ -748,7 +754,7 @@ def make_inpainter(profile: str = "smoke", config=None, seed: int = 0, device="c
     classifier = get_extractor("resnet50", profile, config, seed=seed, checkpoint=classifier_checkpoint).to(device)
     return GuidedInpainter(pipeline, classifier, guidance_settings(profile, **overrides))
 
-# %% ../../nbs/17_synood_generate.ipynb #5eddd3ce
+# %% ../../nbs/17_synood_generate.ipynb #81672a8c
 MANIFEST_FILE = "manifest.csv"
 RUN_FILE = "generation.json"
 RECORDS_DIR = ".records"
@@ -928,7 +934,7 @@ def generated_dataset(out_dir, name: str | None = None, transform=None):
                        str(out_dir), f"SynOOD generation (ood_repro.synood.generate), {out_dir / MANIFEST_FILE}")
     return get_dataset(spec, profile="paper", transform=transform)
 
-# %% ../../nbs/17_synood_generate.ipynb #8e3cb86b
+# %% ../../nbs/17_synood_generate.ipynb #6308335a
 @dataclass(frozen=True)
 class TextToImageSettings:
     "Neg Image generation settings (not released; our choice, matching the inpainting run)."
@@ -979,3 +985,150 @@ def generate_negative_label_images(labels, pipeline: StableDiffusionPipeline, ou
         return to_uint8(images), records
 
     return _run_items(items, out_dir, run_info, produce, batch_size, image_format, accelerator, progress, "Neg images")
+
+# %% ../../nbs/17_synood_generate.ipynb #e1770c52
+SYNTHETIC_SET_PROFILES = {"smoke": {"n_per_class": 1, "num_inference_steps": 5},
+                          "paper": {"n_per_class": 50, "num_inference_steps": 20}}
+CONTEXT_SOURCES = ("tags", "llava")
+
+
+def ram_tag_context(profile: str = "smoke", config=None, seed: int = 0, device="cpu", checkpoint=None,
+                    threshold: float | None = None) -> TagContext:
+    "A TagContext whose tags are RAM's for each image; the class's own tag (ImageNet wnid → tag) is excluded."
+    extractor = get_ram_extractor("ram", profile, config, seed=seed, checkpoint=checkpoint).to(device)
+    names = extractor.tag_names
+    if threshold is not None:
+        thresholds = torch.full((len(names),), float(threshold))
+    elif len(names) == len(ram_tag_thresholds()):  # the real tag list: the release's per-tag thresholds
+        thresholds = torch.as_tensor(ram_tag_thresholds(), dtype=torch.float32)
+    else:
+        thresholds = torch.full((len(names),), 0.5)
+
+    def tags(path) -> list:
+        image = extractor.transform(load_image(path))[None]
+        probabilities = torch.sigmoid(extractor(image)["tag_logits"][0].cpu())
+        return [names[index] for index in torch.nonzero(probabilities > thresholds).flatten().tolist()]
+
+    class_tags = {wnid: [tag] for wnid, tag in zip(imagenet_class_wnids(), imagenet_class_tags())}
+    digest = hashlib.sha256(extractor.model_id.encode("utf-8") + thresholds.numpy().tobytes()).hexdigest()[:12]
+    return TagContext(tags, class_tags=class_tags, source_id=f"ram-tags:{extractor.weights_id}:{digest}")
+
+
+def _read_or_select_subset(profile: str, config, n_per_class: int, out_dir: Path, progress: bool) -> pd.DataFrame:
+    path = out_dir / ID_SUBSET_FILE
+    if path.is_file():
+        subset = pd.read_csv(path, keep_default_na=False)
+        if subset.groupby("label").size().max() != n_per_class:
+            raise ValueError(f"{path} holds another n_per_class than {n_per_class}; use a new out_dir or the same "
+                             f"n_per_class to resume.")
+        return subset
+    dataset = get_dataset("imagenet-train", profile=profile, config=config)
+    return select_id_subset(dataset, n_per_class=n_per_class, out_dir=out_dir, progress=progress)
+
+
+def _spread_labels(labels: list, n_images: int) -> tuple:
+    "(labels, images per label) for `n_images` Neg images: labels spread evenly over the list, each used alike."
+    if n_images <= len(labels):
+        return [labels[(index * len(labels)) // n_images] for index in range(n_images)], 1
+    return labels, -(-n_images // len(labels))
+
+
+def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_labels=None, config=None, seed: int = 0,
+                            n_per_class: int | None = None, context: str = "tags", loss: str | None = None,
+                            gradient: str | None = None, num_inference_steps: int | None = None,
+                            iterations: int | None = None, neg_images: int | None = None,
+                            question: str = DEFAULT_CONTEXT_QUESTION, device=None, batch_size: int = 1,
+                            image_format: str = "png", classifier_checkpoint=None, ram_checkpoint=None,
+                            accelerator=None, progress: bool = True) -> dict:
+    "Grad Image set (out_dir/grad_image) and, given `negative_labels`, Neg Image set (out_dir/neg_image); resumable."
+    # out_dir None: a cache folder named after the settings, so that other settings never meet a finished run
+    if profile not in SYNTHETIC_SET_PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(SYNTHETIC_SET_PROFILES)}.")
+    if context not in CONTEXT_SOURCES:
+        raise ValueError(f"context must be one of {CONTEXT_SOURCES}, got {context!r}.")
+    defaults = SYNTHETIC_SET_PROFILES[profile]
+    n_per_class = defaults["n_per_class"] if n_per_class is None else n_per_class
+    if not isinstance(n_per_class, int) or n_per_class < 1:
+        raise ValueError(f"n_per_class must be a positive int, got {n_per_class!r}.")
+    negative_labels = None if negative_labels is None else [str(label) for label in negative_labels]
+    if negative_labels is not None and not negative_labels:
+        raise ValueError("negative_labels is empty: pass the mined negative labels, or None for the Grad set only.")
+    steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+    device = get_device(resolve_profile(profile, device=device)["device"])  # None: the profile's device
+    if out_dir is None:
+        settings_name = f"{profile}-{context}-{loss or 'official'}-{gradient or 'skip'}-n{n_per_class}-steps{steps}"
+        settings_name += f"-iterations{iterations or 'default'}-seed{seed}"
+        out_dir = Path((config or load_config()).cache_dir) / "synood-sets" / settings_name
+    out_dir = Path(out_dir)
+    inpainter = make_inpainter(profile, config, seed=seed, device=device, classifier_checkpoint=classifier_checkpoint,
+                               loss=loss, gradient=gradient, num_inference_steps=steps, iterations=iterations)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subset = _read_or_select_subset(profile, config, n_per_class, out_dir, progress)
+    if context == "tags":
+        source = ram_tag_context(profile, config, seed=seed, device=device, checkpoint=ram_checkpoint)
+    else:
+        source = llava_context(profile, config=config, device=device, seed=seed, question=question)
+    sets = {"dir": out_dir, "subset": subset, "grad_dir": out_dir / "grad_image", "neg_dir": None, "neg": None}
+    sets["grad"] = generate_dataset(subset, source, inpainter, sets["grad_dir"], seed=seed, batch_size=batch_size,
+                                    image_format=image_format, accelerator=accelerator, progress=progress)
+    if negative_labels is not None:
+        n_images = len(subset) if neg_images is None else neg_images
+        if not isinstance(n_images, int) or n_images < 1:
+            raise ValueError(f"neg_images must be a positive int or None, got {n_images!r}.")
+        labels, per_label = _spread_labels(negative_labels, n_images)
+        pipeline = load_text_to_image_pipeline(profile, device=device, seed=seed)
+        settings = replace(TEXT_TO_IMAGE_PROFILES[profile], num_inference_steps=steps)
+        sets["neg_dir"] = out_dir / "neg_image"
+        sets["neg"] = generate_negative_label_images(labels, pipeline, sets["neg_dir"], settings,
+                                                     images_per_label=per_label, seed=seed, batch_size=batch_size,
+                                                     image_format=image_format, accelerator=accelerator,
+                                                     progress=progress)
+    return sets
+
+
+def read_synthetic_sets(folder, need_neg: bool = False) -> dict:
+    "The sets of a finished `generate_synthetic_sets` folder (e.g. a paper run's), as that function returns them."
+    folder = Path(folder)
+    needed = [ID_SUBSET_FILE, "grad_image"] + (["neg_image"] if need_neg else [])
+    if any(not (folder / name).exists() for name in needed):
+        raise FileNotFoundError(f"synthetic_dir {folder} is not a finished generate_synthetic_sets folder: it needs "
+                                f"{', '.join(needed)}.")
+    neg_dir = folder / "neg_image" if (folder / "neg_image").is_dir() else None
+    return {"dir": folder, "subset": pd.read_csv(folder / ID_SUBSET_FILE, keep_default_na=False),
+            "grad_dir": folder / "grad_image", "grad": read_manifest(folder / "grad_image"),
+            "neg_dir": neg_dir, "neg": None if neg_dir is None else read_manifest(neg_dir)}
+
+
+def id_subset_dataset(subset: pd.DataFrame, transform=None, name: str = "synood-id-subset") -> ImageDataset:
+    "The subset's in-distribution images with their class labels, as a dataset for the feature cache (D^pro's ID half)."
+    missing = {"path", "label"} - set(subset.columns)
+    if missing:
+        raise ValueError(f"id_subset_dataset: the subset lacks columns {sorted(missing)}; make it with select_id_subset.")
+    paths = [Path(path) for path in subset["path"]]
+    root = Path(os.path.commonpath([str(path.parent) for path in paths])) if paths else Path(".")
+    return ImageDataset(name, root, paths, subset["label"].to_numpy(), transform=transform)
+
+# %% ../../nbs/17_synood_generate.ipynb #aaf77bb0
+def plot_synthetic_pairs(grad_dir, n_pairs: int = 4, class_names=None, caption_chars: int = 60):
+    "Figure 4: `n_pairs` ID images (top, class names) over their synthetic images (bottom, context labels)."
+    manifest = read_manifest(grad_dir)
+    if not isinstance(n_pairs, int) or n_pairs < 1:
+        raise ValueError(f"n_pairs must be a positive int, got {n_pairs!r}.")
+    # one pair per class first, so that the figure shows as many classes as it can
+    rows = manifest.drop_duplicates("class").head(n_pairs)
+    rows = pd.concat([rows, manifest.drop(rows.index)]).head(n_pairs)
+    figure, axes = plt.subplots(2, len(rows), figsize=(2.6 * len(rows), 5.8), squeeze=False)
+    for column, row in enumerate(rows.to_dict("records")):
+        title = (class_names or {}).get(row["class"], row["class"].replace("_", " "))
+        caption = row["context_labels"].replace("; ", ", ") or "(no context labels)"
+        caption = textwrap.fill(textwrap.shorten(caption, caption_chars, placeholder=" …"), 30)
+        for axis, image, text in ((axes[0, column], load_image(row["source"]), title),
+                                  (axes[1, column], load_image(Path(grad_dir) / row["image"]), caption)):
+            axis.imshow(image)
+            axis.set_title(text, fontsize=8, wrap=True)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    axes[0, 0].set_ylabel("in-distribution")
+    axes[1, 0].set_ylabel("synthetic (Grad Image)")
+    figure.tight_layout()
+    return figure
