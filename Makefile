@@ -21,7 +21,7 @@ else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
 
-.PHONY: install system-deps test reproduce check-clean check-papermill bench clean
+.PHONY: install system-deps test test-slow reproduce check-clean check-papermill bench clean
 # Debian packages the tests read: WordNet 3.0 (NegLabel's word corpus, read by NLTK without a download), and the
 # browser of the JupyterLab test with fonts for its screenshot (driven by Playwright; `playwright install` is never run).
 DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
@@ -63,6 +63,10 @@ test: install check-clean check-papermill
 	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev_test --n_workers 2 --timing
 	@echo "notebooks: $$(ls nbs/*.ipynb | wc -l) passed, 0 failed"
 	$(TEST_ENV) $(BIN)/python -m pytest -p no:cacheprovider -ra tests/
+
+# The cells flagged `slow` that nbdev_test skips (real architectures, SIGKILL during generation, two-process generation).
+test-slow: install
+	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev_test --flags slow --n_workers 2 --timing
 
 # Speed benchmarks print measured ratios against reference implementations; they fail only on wrong values.
 bench: install

@@ -1,6 +1,7 @@
 """Benchmark TagOOD's training, projection and decomposition throughput on synthetic data.
 
-Run: .venv/bin/python bench/tagood.py [--n-train 512] [--batch-size 64] [--n-images 48] [--device auto] [--threads N]
+Run: .venv/bin/python bench/tagood.py [--n-train 512] [--batch-size 64] [--n-images 48] [--head-batch 2] [--device auto]
+     [--threads N] [--skip training projection head decomposition]
 
 Training: one epoch of `train_tagood` (the released model, width 512) on --n-train synthetic object-token records,
 with length bucketing and without (the release's random batches); prints samples/s, the share of padded positions
@@ -9,6 +10,11 @@ research notes give no measured distribution, only K <= 145 and K ~ 40 as a stor
 the projection benchmark adds 10 % empty records (OOD images without an in-distribution tag).
 
 Projection: `project` (length-sorted batches) against one image at a time without a mask (the release's inference).
+
+Tag head: RAM's tagging head (the released sizes: 2 layers, 768 wide, 4 heads, on 145 tokens of width 512) for all
+4585 tags against TagOOD's 719 in-distribution tags only, on --head-batch random token sets; prints images/s, the
+ratio, and checks that the subset's logits and attention equal the full head's columns (the head has no
+self-attention among tags). The Swin is not run: it is the same for both and does not depend on the tags.
 
 Decomposition: images/s of `decompose` on synthetic RAM outputs for --n-images images (a few in-distribution tags
 predicted per image, 10 % with none), in the layouts an extractor can cache: the full tag head (tag probabilities
@@ -19,6 +25,7 @@ written like the release's (gen_data_tokens.py) as the reference. The full-head 
 must be identical; the script exits with status 1 if they are not.
 """
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -31,7 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ood_repro.cache import RaggedArray  # noqa: E402
 from ood_repro.config import get_device  # noqa: E402
-from ood_repro.tagood import TagOODProjector, decompose, project, train_tagood  # noqa: E402
+from ood_repro.ram import RAM, REAL_CONFIG, TINY_CONFIG, imagenet_class_tags, ram_tag_list  # noqa: E402
+from ood_repro.tagood import TagOODProjector, decompose, ind_tag_set, project, train_tagood  # noqa: E402
 
 N_TAGS, N_IND_TAGS, N_TOKENS, WIDTH = 4585, 719, 145, 512
 
@@ -130,6 +138,28 @@ def bench_projection(args, device):
     return difference < 1e-3
 
 
+def bench_head(args, device):
+    # the released head on a tiny Swin: tag_head takes the tokens directly, so the Swin's size does not matter here
+    sizes = {name: getattr(REAL_CONFIG, name) for name in
+             ("embed_dim", "hidden_size", "num_heads", "intermediate_size", "num_layers", "num_tags", "layer_norm_eps")}
+    model = RAM(dataclasses.replace(TINY_CONFIG, tags=None, **sizes), seed=args.seed).to(device)
+    ind_tags = torch.from_numpy(ind_tag_set(imagenet_class_tags(), ram_tag_list())).to(device)
+    tokens = torch.randn(args.head_batch, REAL_CONFIG.num_tokens, REAL_CONFIG.embed_dim,
+                         generator=torch.Generator().manual_seed(args.seed)).to(device)
+    print(f"\n== tag head: {args.head_batch} images of {REAL_CONFIG.num_tokens} tokens, all {REAL_CONFIG.num_tags} tags "
+          f"vs the {len(ind_tags)} in-distribution tags, {device}")
+    with torch.no_grad():
+        full_time, (full_logits, full_attentions) = timed(lambda: model.tag_head(tokens), args.repeats)
+        subset_time, (subset_logits, subset_attentions) = timed(lambda: model.tag_head(tokens, ind_tags), args.repeats)
+    difference = float((full_logits[:, ind_tags] - subset_logits).abs().max())
+    for full, subset in zip(full_attentions, subset_attentions):
+        difference = max(difference, float((full[:, :, ind_tags] - subset).abs().max()))
+    for label, seconds in ((f"full head ({REAL_CONFIG.num_tags} tags)", full_time), (f"subset head ({len(ind_tags)} tags)", subset_time)):
+        print(f"{label:24}: {args.head_batch / seconds:8.2f} images/s")
+    print(f"ratio subset / full head: {full_time / subset_time:.2f}   (max |difference| {difference:.1e})")
+    return difference < 1e-4
+
+
 def same_records(a, b):
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
@@ -193,18 +223,19 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="256 in the release; smaller by default so that a CPU run has several batches in minutes")
     parser.add_argument("--n-project", type=int, default=512, help="records for the projection benchmark")
     parser.add_argument("--n-images", type=int, default=48, help="images for the decomposition benchmark")
+    parser.add_argument("--head-batch", type=int, default=2, help="token sets (images) for the tag-head benchmark")
     parser.add_argument("--k-median", type=float, default=30.0, help="median number of object tokens per record")
     parser.add_argument("--k-sigma", type=float, default=0.8, help="log-normal sigma of the record lengths")
     parser.add_argument("--repeats", type=int, default=2, help="decomposition timing repeats; the best is kept")
     parser.add_argument("--device", default="auto", help="training and projection device: auto, cpu, cuda")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["training", "projection", "decomposition"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["training", "projection", "head", "decomposition"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 is steadier on a CPU shared with other processes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if min(args.n_train, args.batch_size, args.n_project, args.n_images, args.repeats) < 1:
+    if min(args.n_train, args.batch_size, args.n_project, args.n_images, args.head_batch, args.repeats) < 1:
         parser.error("sizes and --repeats must be positive")
     device = get_device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
@@ -213,6 +244,8 @@ def main(argv=None):
         bench_training(args, device)
     if "projection" not in args.skip:
         ok &= bench_projection(args, device)
+    if "head" not in args.skip:
+        ok &= bench_head(args, device)
     if "decomposition" not in args.skip:
         ok &= bench_decomposition(args)
     if not ok:

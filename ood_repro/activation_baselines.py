@@ -7,14 +7,14 @@ __all__ = ['LHACT_RESNET50_THRESHOLDS', 'activation_matrix', 'check_percentile',
            'kept_count', 'top_activations', 'ASHP', 'ASHB', 'ASHS', 'SCALE', 'DICE', 'LHAct', 'norm_ratio',
            'FeatureNorm']
 
-# %% ../nbs/08_activation_baselines.ipynb #54016598
+# %% ../nbs/08_activation_baselines.ipynb #34ff7af2
 import numpy as np
 import torch
 
 from .logit_baselines import as_head, head_features, head_logits
 from .scorer import Scorer, as_matrix
 
-# %% ../nbs/08_activation_baselines.ipynb #9271def1
+# %% ../nbs/08_activation_baselines.ipynb #b7a72fa5
 def activation_matrix(features, scorer: str) -> np.ndarray:
     "Activations (N, D) as a float32 numpy array, checked like `as_matrix` but without a float64 copy of a large array."
     if features is None:
@@ -57,7 +57,7 @@ class ActivationShaping(Scorer):
         features = head_features(features, self._weight, type(self).__name__)
         return energy(head_logits(self.shape(features), self._weight, self._bias))
 
-# %% ../nbs/08_activation_baselines.ipynb #a86e19cb
+# %% ../nbs/08_activation_baselines.ipynb #6897b764
 class ReAct(ActivationShaping):
     "ReAct (Sun, Guo & Li, NeurIPS 2021): energy of W·min(h, c) + b, c = the p-th percentile of ID activations. Paper: p = 90 on ID train."
     name = "react"
@@ -82,7 +82,7 @@ class ReAct(ActivationShaping):
                              "activations, or pass an absolute threshold=.")
         return features.clamp(max=self.threshold)
 
-# %% ../nbs/08_activation_baselines.ipynb #b5f14c68
+# %% ../nbs/08_activation_baselines.ipynb #6eedf2e2
 def kept_count(num_activations: int, percentile: float) -> int:
     "How many activations ASH and SCALE keep: n − round(n·p/100), at least one (the papers' code uses np.round)."
     return max(num_activations - int(np.round(num_activations * percentile / 100.0)), 1)
@@ -141,7 +141,7 @@ class ASHS(ActivationShaping):
         sharpened = values * torch.exp(features.sum(dim=1, keepdim=True) / kept_sum)
         return torch.zeros_like(features).scatter_(1, indices, sharpened)
 
-# %% ../nbs/08_activation_baselines.ipynb #92583832
+# %% ../nbs/08_activation_baselines.ipynb #0fa20208
 class SCALE(ActivationShaping):
     "SCALE (Xu et al., ICLR 2024): energy of W·(h·exp(s₁/s₂)) + b, s₁ = Σh, s₂ = Σ of the k largest activations. Default p = 85."
     name = "scale"
@@ -155,7 +155,7 @@ class SCALE(ActivationShaping):
         kept_sum = _positive_sums(values.sum(dim=1, keepdim=True), "SCALE")
         return features * torch.exp(features.sum(dim=1, keepdim=True) / kept_sum)
 
-# %% ../nbs/08_activation_baselines.ipynb #dd618eda
+# %% ../nbs/08_activation_baselines.ipynb #f6694a9e
 class DICE(Scorer):
     "DICE (Sun & Li, ECCV 2022): energy of (M⊙W) h + b, M keeping the top (1 − p) of the contributions mean(h_train) ⊙ W. Paper: p = 0.9."
     name = "dice"
@@ -191,7 +191,7 @@ class DICE(Scorer):
         features = head_features(features, self._weight, "DICE")
         return energy(head_logits(features, self._masked_weight, self._bias))
 
-# %% ../nbs/08_activation_baselines.ipynb #e4e68a61
+# %% ../nbs/08_activation_baselines.ipynb #f8b8f79d
 LHACT_RESNET50_THRESHOLDS = (0.21940805315971373, 1.3520756840705868)  # (t_l, t_h) of the released code
 
 
@@ -245,7 +245,7 @@ class LHAct(ActivationShaping):
         capped = raised / torch.sqrt(1 + (raised / self.high_threshold) ** (2 * self.order)) + self.low_threshold
         return torch.where(raised >= self.high_threshold, capped, raised)
 
-# %% ../nbs/08_activation_baselines.ipynb #142e5d78
+# %% ../nbs/08_activation_baselines.ipynb #fe706e5d
 def norm_ratio(id_block_norms, jigsaw_block_norms) -> np.ndarray:
     "NormRatio per block (Yu et al., CVPR 2023): mean over pairs of FeatureNorm(image) / FeatureNorm(its jigsaw puzzle); NaN where undefined."
     id_norms = as_matrix(id_block_norms, "features")

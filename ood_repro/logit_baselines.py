@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['MSP', 'MaxLogit', 'Energy', 'as_head', 'head_features', 'head_logits', 'GEN', 'GradNorm', 'ODIN']
 
-# %% ../nbs/07_logit_baselines.ipynb #77982883
+# %% ../nbs/07_logit_baselines.ipynb #f241c687
 import numpy as np
 import torch
 
 from .scorer import Scorer, as_matrix
 
-# %% ../nbs/07_logit_baselines.ipynb #a666a206
+# %% ../nbs/07_logit_baselines.ipynb #504e80ae
 class MSP(Scorer):
     "Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017). No hyperparameters."
     name = "msp"
@@ -40,9 +40,11 @@ class Energy(Scorer):
 
     def score(self, features=None, logits=None) -> np.ndarray:
         logits = as_matrix(logits, "logits", dtype=None)
+        if self.temperature == 1.0:  # the paper's default: skip a copy of the whole array
+            return torch.logsumexp(logits, dim=1).to(torch.float64).numpy()
         return (self.temperature * torch.logsumexp(logits / self.temperature, dim=1)).to(torch.float64).numpy()
 
-# %% ../nbs/07_logit_baselines.ipynb #a2d895a8
+# %% ../nbs/07_logit_baselines.ipynb #ea609156
 def as_head(head, scorer: str) -> tuple:
     "(W, b) as float64 tensors of shape (C, D) and (C,); `scorer` names the method in errors."
     if head is None:
@@ -75,7 +77,7 @@ def head_logits(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     "f = W h + b, computed in the precision of `features` (see `head_features`)."
     return features @ weight.T.to(features.dtype) + bias.to(features.dtype)
 
-# %% ../nbs/07_logit_baselines.ipynb #6fd44410
+# %% ../nbs/07_logit_baselines.ipynb #2b61f799
 class GEN(Scorer):
     "Generalized entropy −Σ over the M largest p of p^γ(1−p)^γ (Liu, Lochman & Zach, CVPR 2023). Paper defaults γ = 0.1, M = 100."
     name = "gen"
@@ -92,7 +94,7 @@ class GEN(Scorer):
         top = torch.topk(probabilities, min(self.m, probabilities.shape[1]), dim=1).values
         return -(top ** self.gamma * (1 - top) ** self.gamma).sum(dim=1).to(torch.float64).numpy()
 
-# %% ../nbs/07_logit_baselines.ipynb #244d0dda
+# %% ../nbs/07_logit_baselines.ipynb #7f2bb371
 class GradNorm(Scorer):
     "GradNorm (Huang, Geng & Li, NeurIPS 2021, Eq. 4–5) in closed form: ‖softmax(f/T) − 1/C‖₁ · ‖h‖₁ / T. Paper default T = 1."
     name = "gradnorm"
@@ -110,7 +112,7 @@ class GradNorm(Scorer):
         distance_to_uniform = (probabilities - 1.0 / self._weight.shape[0]).abs().sum(dim=1)
         return (distance_to_uniform * features.abs().sum(dim=1) / self.temperature).to(torch.float64).numpy()
 
-# %% ../nbs/07_logit_baselines.ipynb #a38c70c1
+# %% ../nbs/07_logit_baselines.ipynb #00114571
 class ODIN(Scorer):
     "ODIN (Liang, Li & Srikant, ICLR 2018, Eq. 1–2): max softmax(f(x̃)/T) of perturbed-input logits. Paper defaults T = 1000, ε = 0.0014."
     name = "odin"

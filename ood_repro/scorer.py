@@ -5,21 +5,29 @@
 # %% auto #0
 __all__ = ['as_matrix', 'Scorer']
 
-# %% ../nbs/06_scorer.ipynb #28356a24
+# %% ../nbs/06_scorer.ipynb #381f3016
+import warnings
+
 import numpy as np
 import torch
 
-# %% ../nbs/06_scorer.ipynb #a1b7b929
+# %% ../nbs/06_scorer.ipynb #6c2da8e0
 def as_matrix(array, name: str, dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
     "A 2-D CPU tensor of `dtype` (None: float32 for inputs of 32 bits or fewer, else float64) from numpy or torch; `name` is named in errors."
     if array is None:
         raise ValueError(f"`{name}` is required by this scorer but was not given.")
-    tensor = torch.as_tensor(array).detach().cpu()
+    with warnings.catch_warnings():
+        # cache arrays are read-only memory maps; no scorer writes into its inputs, so torch's warning is noise
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.as_tensor(array).detach().cpu()
     if not tensor.is_floating_point() or tensor.dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.to(torch.float32 if dtype is None else dtype)  # NumPy cannot view bfloat16; ints become floats
     if tensor.ndim != 2 or tensor.shape[0] == 0:
         raise ValueError(f"`{name}` must be a non-empty 2-D array (samples × dimensions); got shape {tuple(tensor.shape)}.")
-    if not np.isfinite(tensor.numpy()).all():
+    values = tensor.numpy()
+    # A sum is finite only if every term is (NaN and ±inf propagate): one reduction without a boolean copy of the
+    # array; only when it is not (a NaN, an infinity, or an overflowing sum) does the element-wise check decide.
+    if not np.isfinite(values.sum()) and not np.isfinite(values).all():
         raise ValueError(f"`{name}` contains NaN or infinite values; check the extraction that produced it.")
     return tensor if dtype is None else tensor.to(dtype)
 

@@ -13,7 +13,7 @@ __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES'
            'load_release_checkpoint', 'TagOODRun', 'run_tagood', 'save_trained', 'load_trained', 'plot_sweep',
            'feature_tsne', 'plot_tsne']
 
-# %% ../nbs/14_tagood.ipynb #67617973
+# %% ../nbs/14_tagood.ipynb #80eb2573
 import math
 import os
 import tempfile
@@ -36,7 +36,7 @@ from .metrics import evaluate, results_table
 from .pipeline import check_datasets, get_benchmark
 from .ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids
 
-# %% ../nbs/14_tagood.ipynb #cfcde587
+# %% ../nbs/14_tagood.ipynb #da7c4e1f
 def class_tag_indices(class_tags, tag_list=None) -> np.ndarray:
     """The class → RAM tag map as an int64 array (C,): entry c is the RAM tag index of class c.
 
@@ -65,7 +65,7 @@ def ind_tag_set(class_tags, tag_list=None) -> np.ndarray:
     "The sorted distinct RAM tag indices of the class → tag map: the in-distribution vocabulary V_ind."
     return np.unique(class_tag_indices(class_tags, tag_list))
 
-# %% ../nbs/14_tagood.ipynb #d2ceddb1
+# %% ../nbs/14_tagood.ipynb #6598c718
 def tag_counts_per_class(tag_probs, labels, num_classes: int, tag_threshold: float = 0.5, from_logits: bool = False,
                          batch_size: int = 8192, progress: bool = False) -> np.ndarray:
     "(C, T) int64: how many images of each class have each tag predicted (probability > `tag_threshold`)."
@@ -109,7 +109,7 @@ def vocabulary_review(counts: np.ndarray, tag_names, class_names=None, reviewed=
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/14_tagood.ipynb #10b403e3
+# %% ../nbs/14_tagood.ipynb #c6cb24c3
 RELEASED_ATTENTION_LAYER = 0   # gen_data_tokens.py uses attn_map[0], the first cross-attention layer
 PAPER_ATTENTION_LAYER = -1     # the paper: "the last cross-attention module"
 
@@ -138,14 +138,14 @@ def tag_token_maps(attention_rows) -> torch.Tensor:
     span = maps.amax(dim=-1, keepdim=True) - low
     return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
 
-# %% ../nbs/14_tagood.ipynb #ba67d027
+# %% ../nbs/14_tagood.ipynb #4de2daea
 ZERO_TAG_RULES = {
     "official": "the release: images with is_id true fall back to their most probable IND tag, the others get no features",
     "fair": "every image falls back to its most probable IND tag, whatever dataset it came from",
     "paper": "no image falls back: an image without a predicted IND tag gets no features (score 0)",
 }
 
-# %% ../nbs/14_tagood.ipynb #c0f8fc49
+# %% ../nbs/14_tagood.ipynb #4ec67287
 @dataclass
 class Decomposition:
     "TagOOD object features of N images and what produced them (see the table above)."
@@ -203,7 +203,7 @@ def _pack(rows: list, dtype, row_shape: tuple = ()) -> RaggedArray:
     flat = np.concatenate(rows) if rows else np.zeros((0, *row_shape), dtype=dtype)
     return RaggedArray(flat.astype(dtype, copy=False), offsets)
 
-# %% ../nbs/14_tagood.ipynb #42d0044f
+# %% ../nbs/14_tagood.ipynb #76092323
 def _rows(array, start: int, stop: int) -> torch.Tensor:
     "Rows start:stop of a numpy array, memory map or tensor, as a tensor (on the tensor's own device)."
     block = array[start:stop]
@@ -387,7 +387,7 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
                          keep=joined["keep"], n_tags=joined["n_tags"].astype(np.int64), fallback=joined["fallback"],
                          used_tags=_pack(tag_rows, np.int64))
 
-# %% ../nbs/14_tagood.ipynb #7a324d90
+# %% ../nbs/14_tagood.ipynb #250c51dc
 def select_tokens(tokens, token_map: np.ndarray, has_features: np.ndarray, tau: float | None) -> RaggedArray:
     "Object tokens for another τ from a stored combined map: rows of tokens (N, S, D) with map > tau (None: all)."
     token_map, has_features = np.asarray(token_map), np.asarray(has_features, dtype=bool)
@@ -398,7 +398,7 @@ def select_tokens(tokens, token_map: np.ndarray, has_features: np.ndarray, tau: 
     rows = [np.asarray(tokens[i])[keep[i]] for i in range(len(keep))]
     return _pack(rows, np.asarray(tokens[:1]).dtype, tuple(tokens.shape[2:]))
 
-# %% ../nbs/14_tagood.ipynb #805ab618
+# %% ../nbs/14_tagood.ipynb #72592e3b
 RELEASED_PARAMETER_COUNT = 7_156_712  # the released projector without its unused 4-way `w_layer`
 
 
@@ -479,7 +479,7 @@ class TagOODProjector(nn.Module):
         "Class logits (B, num_classes)."
         return self.classifier(self.features(tokens, lengths))
 
-# %% ../nbs/14_tagood.ipynb #ef5930f1
+# %% ../nbs/14_tagood.ipynb #94b52de5
 def record_lengths(records) -> np.ndarray:
     "K_i of every record of a RaggedArray or a sequence of (K_i, D) arrays."
     if isinstance(records, RaggedArray):
@@ -498,7 +498,7 @@ def pad_records(records, indices, dtype: torch.dtype = torch.float32, device=Non
             batch[row_index, :len(row)] = torch.from_numpy(np.ascontiguousarray(row)).to(dtype)
     return batch.to(device), lengths.to(device)
 
-# %% ../nbs/14_tagood.ipynb #18f0f3db
+# %% ../nbs/14_tagood.ipynb #711f2db8
 class LengthBucketSampler(torch.utils.data.Sampler):
     "Shuffled batches of record indices; with bucketing, records of similar length share a batch."
 
@@ -539,7 +539,7 @@ def padding_fraction(lengths, batches) -> float:
     total = sum(len(batch) * int(lengths[batch].max()) for batch in batches)
     return 1.0 - real / total if total else 0.0
 
-# %% ../nbs/14_tagood.ipynb #9c02affb
+# %% ../nbs/14_tagood.ipynb #770b6387
 class EMACentres(nn.Module):
     "Class centres (C, num_patterns, width / num_patterns) that follow the class features by EMA (§4)."
 
@@ -584,7 +584,7 @@ def tagood_loss(logits: torch.Tensor, labels: torch.Tensor, mse: torch.Tensor, c
     ce = F.cross_entropy(logits, labels)
     return torch.clamp(ce_weight * ce + mse_weight * mse, 1e-5, 1e3), ce
 
-# %% ../nbs/14_tagood.ipynb #53cf3366
+# %% ../nbs/14_tagood.ipynb #cd308b72
 @dataclass
 class TrainedTagOOD:
     "A trained projector, its class centres, a per-epoch history and the settings that produced them."
@@ -674,7 +674,7 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
         bar.close()
     return TrainedTagOOD(model.eval(), centres, pd.DataFrame(history), settings)
 
-# %% ../nbs/14_tagood.ipynb #471bee52
+# %% ../nbs/14_tagood.ipynb #cd53f2cc
 SCORE_KINDS = {
     "official": "max over classes of the mean cosine over the centre's sub-vectors, times the tag score (the release)",
     "paper": "max over classes of the cosine between the whole feature and the centre (Eq. 6)",
@@ -743,7 +743,7 @@ def centre_scores(features, centres, kind: str = "official", tag_scores=None, ha
         scores = scores * np.asarray(tag_scores, dtype=np.float64)
     return np.where(has_features, scores, empty_score)
 
-# %% ../nbs/14_tagood.ipynb #e143c78b
+# %% ../nbs/14_tagood.ipynb #cc07e7a0
 @torch.no_grad()
 def project(model: TagOODProjector, records, batch_size: int = 256, device=None, progress: bool = False) -> np.ndarray:
     "Projected features (N, width) float32 in eval mode (on `device`, default the model's), batched by length; zero rows for empty records."
@@ -768,7 +768,7 @@ def score_records(model: TagOODProjector, centres, decomposition: Decomposition,
     return centre_scores(features, centres, kind, tag_scores=decomposition.tag_score,
                          has_features=decomposition.lengths > 0, **options)
 
-# %% ../nbs/14_tagood.ipynb #3539249b
+# %% ../nbs/14_tagood.ipynb #8539ca48
 def tag_score_baseline(tag_scores) -> np.ndarray:
     "Table 3 'Tag Score': the largest in-distribution tag probability as the score (0 for images without a tag)."
     return np.asarray(tag_scores, dtype=np.float64).copy()
@@ -810,7 +810,7 @@ def projected_class_means(model: TagOODProjector, records, labels, num_classes: 
     "Table 3 '(CE)+CS' centres: class means of the projected training features (eval mode)."
     return class_means(project(model, records, batch_size, device), labels, num_classes)
 
-# %% ../nbs/14_tagood.ipynb #d0fd2ad4
+# %% ../nbs/14_tagood.ipynb #d4763cba
 def load_release_checkpoint(checkpoint: dict, **model_options) -> tuple:
     "(TagOODProjector in eval mode, centres tensor) from a release-layout checkpoint dict; strict except `w_layer`."
     for key in ("projector", "ema"):
@@ -831,7 +831,7 @@ def load_release_checkpoint(checkpoint: dict, **model_options) -> tuple:
                        f"unexpected {unexpected[:5]}.")
     return model.eval(), torch.as_tensor(checkpoint["ema"]).float()
 
-# %% ../nbs/14_tagood.ipynb #632f96ab
+# %% ../nbs/14_tagood.ipynb #514dd51c
 RELEASE_EPOCHS, RELEASE_SCHEDULE_EPOCHS = 99, 100  # the release: --epochs 100, range(1, 100) runs 99 (§4)
 TAGOOD_VARIANTS = {
     "official": dict(zero_tag_rule="official", kind="official"),
@@ -887,7 +887,7 @@ class TagOODRun:
             raise ValueError(f"epochs must be a positive integer or None (the profile's default); got {epochs!r}.")
         self.training = dict(TRAINING_DEFAULTS[profile])
         if epochs is not None:
-            self.training.update(epochs=epochs, schedule_epochs=max(epochs, RELEASE_SCHEDULE_EPOCHS if profile == "paper" else epochs))
+            self.training.update(epochs=epochs, schedule_epochs=epochs)
         self.training.update(train_options or {})
         for reserved in ("seed", "device", "progress", "num_classes", "mse_weight"):
             if reserved in (train_options or {}):
@@ -1052,7 +1052,7 @@ def run_tagood(benchmark: str = "mos", profile: str = "smoke", method: str = "ta
     return run.evaluate(method, variant, name, tau_train=tau_train, tau_test=tau_test, kind=kind,
                         weight_by_tag=weight_by_tag, single_tag=single_tag, datasets=datasets)
 
-# %% ../nbs/14_tagood.ipynb #991d6fad
+# %% ../nbs/14_tagood.ipynb #32c8d0ee
 def save_trained(trained: TrainedTagOOD, path) -> Path:
     "Write a TrainedTagOOD to `path` (atomically: a temporary file beside it, then a rename)."
     path = Path(path)
@@ -1085,7 +1085,7 @@ def load_trained(path) -> TrainedTagOOD:
     centres.centres.copy_(content["ema"])
     return TrainedTagOOD(model.eval(), centres, pd.DataFrame(content["history"]), content["settings"])
 
-# %% ../nbs/14_tagood.ipynb #d5efd0d9
+# %% ../nbs/14_tagood.ipynb #b90bcfdc
 def plot_sweep(table: pd.DataFrame, xlabel: str, metrics=("AUROC", "FPR95"), title: str | None = None):
     "Metrics of `table` (rows = swept settings in order, columns (dataset, METRIC)) as one line per dataset."
     import matplotlib.pyplot as plt
@@ -1150,7 +1150,7 @@ def feature_tsne(run: TagOODRun, datasets=None, n_per_set: int = 200, tau_train:
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_tsne(points: pd.DataFrame, class_names=None):
+def plot_tsne(points: pd.DataFrame, class_names=None, title: str | None = None):
     "The two t-SNE panels of `feature_tsne`: ID classes in colour, OOD images as grey crosses."
     import matplotlib.pyplot as plt
 
@@ -1167,5 +1167,7 @@ def plot_tsne(points: pd.DataFrame, class_names=None):
             ax.scatter(group["x"], group["y"], s=10, color=colours(label % 20), label=name)
         ax.set(title=stage, xticks=[], yticks=[])
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=1.5)
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure

@@ -16,7 +16,7 @@ __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SC
            'label_slug', 'generate_negative_label_images', 'ram_tag_context', 'generate_synthetic_sets',
            'read_synthetic_sets', 'id_subset_dataset', 'plot_synthetic_pairs']
 
-# %% ../../nbs/17_synood_generate.ipynb #e595d295
+# %% ../../nbs/17_synood_generate.ipynb #8b127991
 import gzip
 import hashlib
 import io
@@ -54,6 +54,7 @@ from ..backbones import WeightsUnavailableError, get_extractor
 from ..config import PROFILES, get_device, load_config, resolve_profile
 from ..data import (IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, ImageDataset, get_dataset,
                             jpeg_complexity_ranking, load_image)
+from ..neglabel import imagenet_class_names
 from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
 
 # %% ../../nbs/17_synood_generate.ipynb #a6f19c09
@@ -1108,18 +1109,20 @@ def id_subset_dataset(subset: pd.DataFrame, transform=None, name: str = "synood-
     root = Path(os.path.commonpath([str(path.parent) for path in paths])) if paths else Path(".")
     return ImageDataset(name, root, paths, subset["label"].to_numpy(), transform=transform)
 
-# %% ../../nbs/17_synood_generate.ipynb #aaf77bb0
+# %% ../../nbs/17_synood_generate.ipynb #1a3d7879
 def plot_synthetic_pairs(grad_dir, n_pairs: int = 4, class_names=None, caption_chars: int = 60):
     "Figure 4: `n_pairs` ID images (top, class names) over their synthetic images (bottom, context labels)."
     manifest = read_manifest(grad_dir)
     if not isinstance(n_pairs, int) or n_pairs < 1:
         raise ValueError(f"n_pairs must be a positive int, got {n_pairs!r}.")
+    if class_names is None:  # ImageNet's wnid folders get their readable names; other classes keep theirs
+        class_names = dict(zip(imagenet_class_wnids(), imagenet_class_names()))
     # one pair per class first, so that the figure shows as many classes as it can
     rows = manifest.drop_duplicates("class").head(n_pairs)
     rows = pd.concat([rows, manifest.drop(rows.index)]).head(n_pairs)
     figure, axes = plt.subplots(2, len(rows), figsize=(2.6 * len(rows), 5.8), squeeze=False)
     for column, row in enumerate(rows.to_dict("records")):
-        title = (class_names or {}).get(row["class"], row["class"].replace("_", " "))
+        title = class_names.get(row["class"], row["class"].replace("_", " "))
         caption = row["context_labels"].replace("; ", ", ") or "(no context labels)"
         caption = textwrap.fill(textwrap.shorten(caption, caption_chars, placeholder=" …"), 30)
         for axis, image, text in ((axes[0, column], load_image(row["source"]), title),
