@@ -15,7 +15,7 @@ ifeq ($(BENCH),quick)
 BENCH_metrics := --n 200000 --repeats 1
 BENCH_baselines := --scale 0.05 --bank 300000 --repeats 1  # 15,000 training samples: every one of the 1000 classes present (pytorch-ood needs that)
 BENCH_tagood := --n-train 128 --n-project 128 --n-images 12 --repeats 1
-BENCH_neglabel := --images 10000 --repeats 1
+BENCH_neglabel := --images 10000 --finetune-features 10000 --repeats 1
 BENCH_skipgrad := --steps 5 --repeats 2
 else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))

@@ -1,6 +1,7 @@
 """Benchmark NegLabel mining and scoring and SynOOD's fine-tuning epochs on synthetic CLIP-sized features.
 
-Run: .venv/bin/python bench/neglabel.py [--images 100000] [--repeats 2] [--seed 0] [--threads N]
+Run: .venv/bin/python bench/neglabel.py [--images 100000] [--finetune-features 100000] [--repeats 2] [--seed 0]
+     [--threads N]
 
 Random unit vectors stand in for CLIP features (timing does not depend on their values):
 
@@ -13,9 +14,9 @@ Random unit vectors stand in for CLIP features (timing does not depend on their 
    flatters the first ratio. All run over the same chunks of 4,096 images, so none ever holds the whole
    100,000 × 11,499 logit matrix (4.6 GB). The scores of the first 256 images are checked against a float64 loop
    over the groups; the script exits with status 1 if they disagree.
-3. Fine-tuning: one epoch of the projection (`train_projection`) on 100,000 cached features (50,000 ID over 1,000
-   classes + 50,000 synthetic over M' = 5,620 labels, batch 128), and one epoch of label tuning
-   (`tune_negative_labels`) on the 50,000 synthetic ones.
+3. Fine-tuning: one epoch of the projection (`train_projection`) on `--finetune-features` cached features (100,000
+   as in the paper: 50,000 ID over 1,000 classes + 50,000 synthetic over M' = 5,620 labels, batch 128), and one
+   epoch of label tuning (`tune_negative_labels`) on the synthetic half.
 """
 import argparse
 import sys
@@ -71,6 +72,8 @@ def reference_scores(images, classes, negatives, groups, scale=100.0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--finetune-features", type=int, default=100_000,
+                        help="cached features of the fine-tuning epochs, half ID and half synthetic")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -112,7 +115,7 @@ def main(argv=None):
           f"negatives are dropped): {used_floor:.2f} s -> ratio {seconds / used_floor:.2f}")
 
     # 3. fine-tuning epochs on cached features
-    half = 50_000
+    half = args.finetune_features // 2
     id_features = 10.0 * unit(generator, half)
     id_labels = torch.randint(N_CLASSES, (half,), generator=generator)
     synthetic_features = 10.0 * unit(generator, half)
