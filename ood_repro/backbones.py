@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['EXTRACTOR_VERSION', 'TINY_IMAGE_SIZE', 'TINY_CLIP_TEXT', 'MODELS', 'BLOCK_NORM_VERSION', 'LOCAL_FEATURES_VERSION',
            'ModelSpec', 'get_spec', 'models_table', 'read_state_dict', 'load_state_dict_strict', 'file_sha256',
-           'WeightsUnavailableError', 'hub_location', 'hub_weights_file', 'resolve_weights', 'Extractor',
+           'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file', 'resolve_weights', 'Extractor',
            'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier', 'clip_tokenizer',
            'OpenClipExtractor', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle',
            'JigsawExtractor']
@@ -160,7 +160,7 @@ class WeightsUnavailableError(RuntimeError):
     "Real weights of a model could be neither found locally nor downloaded."
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
     "Downloads are forbidden: HF_HUB_OFFLINE is set now, or was when huggingface_hub was imported."
     current = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     return current or bool(hub_constants.HF_HUB_OFFLINE)
@@ -196,7 +196,7 @@ def hub_weights_file(spec: ModelSpec) -> Path:
         cached = try_to_load_from_cache(repository, filename)
         if isinstance(cached, str):
             return Path(cached)
-    if _hub_offline():
+    if hub_offline():
         raise _unavailable(spec, f"HF_HUB_OFFLINE is set and {repository} is not in the local Hugging Face cache")
     for filename in filenames:
         try:

@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import pickle
 import re
 import warnings
@@ -26,10 +25,10 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
-from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from torch import nn
 
+from .backbones import file_sha256, hub_offline
 from .config import PROFILES, load_config
 from .data import TOY_BACKGROUNDS, TOY_ID_CLASSES, TOY_NEAR_OBJECTS, TOY_TEXTURES, make_transform
 
@@ -489,15 +488,6 @@ class RAMWeightsUnavailableError(RuntimeError):
     "The official RAM checkpoint could be neither found locally nor downloaded."
 
 
-def _file_sha256(path) -> str:
-    "SHA-256 of a file, read in 16 MiB blocks (the checkpoints are gigabytes)."
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(16 * 2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _ram_weights_file(name: str, config, checkpoint) -> Path:
     "The checkpoint file for RAM registry entry `name` in the paper profile (see the order above)."
     _, repository, filename = RAM_MODELS[name]
@@ -516,8 +506,7 @@ def _ram_weights_file(name: str, config, checkpoint) -> Path:
         return Path(cached)
     advice = (f"pass `checkpoint=/path/to/{filename}` (the file {repository}/{filename} on the Hugging Face hub), or "
               f"add `checkpoints: {{{name}: /path/to/{filename}}}` to the config file (ood_repro.yml)")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"} or bool(hub_constants.HF_HUB_OFFLINE)
-    if offline:
+    if hub_offline():
         raise RAMWeightsUnavailableError(f"The {name!r} weights are not available: HF_HUB_OFFLINE is set and {repository} "
                                          f"is not in the local Hugging Face cache. {advice[0].upper() + advice[1:]}.")
     try:
@@ -538,13 +527,13 @@ def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, se
     if profile == "paper":
         weights_file = _ram_weights_file(name, config, checkpoint)
         model = RAM.from_checkpoint(weights_file, variant, REAL_CONFIG)
-        model_id, weights_id = f"ram:{variant}:swin_large_patch4_window12_384", f"sha256:{_file_sha256(weights_file)}"
+        model_id, weights_id = f"ram:{variant}:swin_large_patch4_window12_384", f"sha256:{file_sha256(weights_file)}"
         transform = make_transform(preprocessing)
     else:
         if checkpoint is None:
             model, weights_id = RAM(TINY_CONFIG, variant, seed=seed), f"random-init-seed{seed}"
         else:
-            model, weights_id = RAM.from_checkpoint(checkpoint, variant, TINY_CONFIG), f"sha256:{_file_sha256(checkpoint)}"
+            model, weights_id = RAM.from_checkpoint(checkpoint, variant, TINY_CONFIG), f"sha256:{file_sha256(checkpoint)}"
         model_id = f"tiny-ram:{variant}:" + json.dumps(asdict(TINY_CONFIG), sort_keys=True)
         transform = make_transform(preprocessing, TINY_CONFIG.image_size)
     return RAMExtractor(model, transform, name, model_id, weights_id, tags=tags, attention_layer=attention_layer,

@@ -37,7 +37,6 @@ import pandas as pd
 import torch
 from diffusers import (AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline,
                        UNet2DConditionModel)
-from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 from open_clip.tokenizer import bytes_to_unicode
 from PIL import Image
@@ -50,7 +49,7 @@ from transformers import (AutoProcessor, CLIPImageProcessor, CLIPTextConfig, CLI
                           CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
                           PreTrainedTokenizerFast)
 
-from ..backbones import WeightsUnavailableError, get_extractor
+from ..backbones import WeightsUnavailableError, get_extractor, hub_offline
 from ..config import PROFILES, get_device, load_config, resolve_profile
 from ..data import (IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, ImageDataset, get_dataset,
                             jpeg_complexity_ranking, load_image)
@@ -363,11 +362,6 @@ class TagContext:
         return ContextAnswer(answer=", ".join(_normalise_term(name) for name in names), labels=tuple(labels))
 
 # %% ../../nbs/17_synood_generate.ipynb #83cc94d2
-def _hub_offline() -> bool:
-    current = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-    return current or bool(hub_constants.HF_HUB_OFFLINE)
-
-
 def _pretrained_source(model_id: str, marker: str, what: str) -> str:
     "`model_id` if it can be loaded (a local folder with `marker`, or a hub repo cached or reachable); else a clear error."
     local = Path(model_id).expanduser()
@@ -375,7 +369,7 @@ def _pretrained_source(model_id: str, marker: str, what: str) -> str:
         if not (local / marker).is_file():
             raise FileNotFoundError(f"{what}: folder {local} has no {marker}; it must be a save_pretrained() folder.")
         return str(local)
-    if _hub_offline() and not isinstance(try_to_load_from_cache(model_id, marker), str):
+    if hub_offline() and not isinstance(try_to_load_from_cache(model_id, marker), str):
         raise WeightsUnavailableError(
             f"{what} {model_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. Download it on "
             f"a machine with access (`huggingface-cli download {model_id}`) and copy the cache, pass a local "
@@ -385,7 +379,7 @@ def _pretrained_source(model_id: str, marker: str, what: str) -> str:
 
 def _load_pretrained(loader, source: str, what: str, **kwargs):
     try:
-        return loader(source, local_files_only=_hub_offline(), **kwargs)
+        return loader(source, local_files_only=hub_offline(), **kwargs)
     except OSError as error:
         raise WeightsUnavailableError(f"{what} {source!r} could not be loaded ({error}).") from error
 
