@@ -19,10 +19,8 @@ skipped with a note. The last lines give our total time to fit and to score the 
 Exits with status 1 if any method's scores disagree with pytorch-ood's.
 """
 import argparse
-import gc
 import importlib
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +30,7 @@ import torch
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import best_time  # noqa: E402
 from ood_repro.scorer import Scorer  # noqa: E402
 
 ID_SAMPLES, OOD_SAMPLES, FEATURES, CLASSES, CLIP_DIMENSIONS = 50_000, 45_640, 1536, 1000, 512
@@ -223,17 +222,6 @@ def cases() -> list:
     ]
 
 
-def timed(function, repeats: int = 1):
-    "The smallest wall time of `repeats` calls and the last result (garbage collected first each time)."
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the papers' sample counts (e.g. 0.1)")
@@ -247,7 +235,7 @@ def main(argv=None) -> int:
         parser.error("--scale must be in (0, 1], --bank at least 2 and --repeats at least 1")
     references = reference_cases()
 
-    build_time, data = timed(lambda: synthetic_cache(args.scale, args.bank, args.seed))
+    build_time, data = best_time(lambda: synthetic_cache(args.scale, args.bank, args.seed))
     counts = data["counts"]
     n_scored = counts["id"] + counts["ood"]
     print(f"synthetic cache: {counts['train']:,} train, {counts['id']:,} ID, {counts['ood']:,} OOD samples; "
@@ -266,21 +254,21 @@ def main(argv=None) -> int:
         scorer: Scorer = case.make_ours(case.scorer_class, data)
         fit_ours = 0.0
         if scorer.requires_fit:
-            fit_ours, _ = timed(lambda: scorer.fit(**our_arrays(data, "train", case.inputs), labels=data["train_labels"]))
-        score_ours, scores = timed(lambda: {split: scorer.score(**our_arrays(data, split, case.inputs)) for split in ("id", "ood")},
+            fit_ours, _ = best_time(lambda: scorer.fit(**our_arrays(data, "train", case.inputs), labels=data["train_labels"]))
+        score_ours, scores = best_time(lambda: {split: scorer.score(**our_arrays(data, split, case.inputs)) for split in ("id", "ood")},
                                    args.repeats)
         total_fit += fit_ours
         total_score += score_ours
 
         fit_reference, score_reference = references[case.name](data)
-        fit_ref = timed(fit_reference)[0] if fit_reference is not None else 0.0
+        fit_ref = best_time(fit_reference)[0] if fit_reference is not None else 0.0
         if case.reference_samples is not None and case.reference_samples < n_scored:
             rows = {split: slice(0, min(counts[split], case.reference_samples // 2)) for split in ("id", "ood")}
         else:
             rows = {split: slice(None) for split in ("id", "ood")}
         repeats = 1 if rows["id"] != slice(None) else args.repeats
         with torch.no_grad():  # pytorch-ood's GradNorm enables gradients itself
-            score_ref, reference_scores = timed(lambda: {split: score_reference(reference_array(data, split, case.inputs, rows[split]))
+            score_ref, reference_scores = best_time(lambda: {split: score_reference(reference_array(data, split, case.inputs, rows[split]))
                                                          for split in ("id", "ood")}, repeats)
         n_reference = sum(len(reference_scores[split]) for split in ("id", "ood"))
         score_ref *= n_scored / n_reference

@@ -10,7 +10,6 @@ checked against scikit-learn; the script exits with status 1 if any disagrees. P
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,10 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import best_time  # noqa: E402
 from ood_repro.metrics import CONVENTIONS, evaluate  # noqa: E402
 
 TOLERANCE = 1e-12
-
-
-def best_time(function, repeats):
-    "The smallest wall time of `repeats` calls, and the last result."
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def sklearn_metrics(scores, is_id):

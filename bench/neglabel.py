@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import best_time  # noqa: E402
 from ood_repro.neglabel import group_indices, mine_negatives, neglabel_score  # noqa: E402
 from ood_repro.synood.finetune import train_projection, tune_negative_labels  # noqa: E402
 
@@ -41,16 +42,6 @@ TOLERANCE = 1e-5
 
 def unit(generator, rows, dim=DIM):
     return F.normalize(torch.randn(rows, dim, generator=generator), dim=1)
-
-
-def best_time(function, repeats):
-    "The smallest wall time of `repeats` calls, and the last result."
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def plain_product(images, labels_t):

@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import best_time  # noqa: E402
 from ood_repro.cache import RaggedArray  # noqa: E402
 from ood_repro.config import get_device  # noqa: E402
 from ood_repro.ram import RAM, REAL_CONFIG, TINY_CONFIG, imagenet_class_tags, ram_tag_list  # noqa: E402
@@ -86,16 +86,6 @@ def release_loop(tag_probs, attention, tokens, ind_tags, tau=0.5, tag_threshold=
     return records
 
 
-def timed(function, repeats=1):
-    "The best wall time of `repeats` calls, and the last result."
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def bench_training(args, device):
     rng = np.random.default_rng(args.seed)
     lengths = synthetic_lengths(rng, args.n_train, args.k_median, args.k_sigma)
@@ -120,7 +110,7 @@ def bench_projection(args, device):
     torch.manual_seed(args.seed)
     model = TagOODProjector().to(device).eval()
     print(f"\n== projection (test time): {args.n_project} records, {int((lengths == 0).sum())} empty, {device}")
-    batched_time, batched = timed(lambda: project(model, records, batch_size=256, device=device))
+    batched_time, batched = best_time(lambda: project(model, records, batch_size=256, device=device))
 
     def one_at_a_time():
         features = np.zeros_like(batched)
@@ -130,7 +120,7 @@ def bench_projection(args, device):
                     features[i] = model.features(torch.from_numpy(record)[None].to(device))[0].cpu().numpy()
         return features
 
-    single_time, single = timed(one_at_a_time)
+    single_time, single = best_time(one_at_a_time)
     difference = float(np.abs(batched - single).max())
     print(f"project (sorted batches of 256): {args.n_project / batched_time:8.1f} images/s")
     print(f"one image at a time (release) : {args.n_project / single_time:8.1f} images/s")
@@ -149,8 +139,8 @@ def bench_head(args, device):
     print(f"\n== tag head: {args.head_batch} images of {REAL_CONFIG.num_tokens} tokens, all {REAL_CONFIG.num_tags} tags "
           f"vs the {len(ind_tags)} in-distribution tags, {device}")
     with torch.no_grad():
-        full_time, (full_logits, full_attentions) = timed(lambda: model.tag_head(tokens), args.repeats)
-        subset_time, (subset_logits, subset_attentions) = timed(lambda: model.tag_head(tokens, ind_tags), args.repeats)
+        full_time, (full_logits, full_attentions) = best_time(lambda: model.tag_head(tokens), args.repeats)
+        subset_time, (subset_logits, subset_attentions) = best_time(lambda: model.tag_head(tokens, ind_tags), args.repeats)
     difference = float((full_logits[:, ind_tags] - subset_logits).abs().max())
     for full, subset in zip(full_attentions, subset_attentions):
         difference = max(difference, float((full[:, :, ind_tags] - subset).abs().max()))
@@ -170,10 +160,10 @@ def bench_decomposition(args):
     probs, attention, tokens, ind_tags = synthetic_ram_outputs(rng, n)
     print(f"\n== decomposition: {n} images, τ 0.5, tag threshold 0.5, official rule (ImageNet images), CPU")
     results, times = {}, {}
-    times["full"], results["full"] = timed(lambda: decompose(probs, attention, tokens, ind_tags, is_id=True), args.repeats)
+    times["full"], results["full"] = best_time(lambda: decompose(probs, attention, tokens, ind_tags, is_id=True), args.repeats)
     subset_probs = np.ascontiguousarray(probs[:, ind_tags])
     subset_attention = np.ascontiguousarray(attention[:, :, ind_tags])
-    times["subset"], results["subset"] = timed(
+    times["subset"], results["subset"] = best_time(
         lambda: decompose(subset_probs, subset_attention, tokens, ind_tags, tag_ids=ind_tags, is_id=True), args.repeats)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "attention.npy"
@@ -181,7 +171,7 @@ def bench_decomposition(args):
         tokens_path = Path(folder) / "tokens.npy"
         np.save(tokens_path, tokens.astype(np.float16))
         summed, tokens16 = np.load(path, mmap_mode="r"), np.load(tokens_path, mmap_mode="r")
-        times["summed"], results["summed"] = timed(
+        times["summed"], results["summed"] = best_time(
             lambda: decompose(subset_probs, summed, tokens16, ind_tags, tag_ids=ind_tags, is_id=True), args.repeats)
         # the RAM extractor's attention="predicted": per image the head-summed rows of the tags above 0.5 and the
         # arg-max IND tag, stored flat with offsets (a ragged cache array), logits instead of probabilities
@@ -192,10 +182,10 @@ def bench_decomposition(args):
         np.save(Path(folder) / "rows.npy", rows.flat)
         rows = RaggedArray(np.load(Path(folder) / "rows.npy", mmap_mode="r"), rows.offsets)
         logits = np.log(subset_probs) - np.log1p(-subset_probs)
-        times["rows"], results["rows"] = timed(
+        times["rows"], results["rows"] = best_time(
             lambda: decompose(logits, rows, tokens16, ind_tags, tag_ids=ind_tags, attention_tags=row_tags,
                               from_logits=True, is_id=True), args.repeats)
-        times["loop"], loop_records = timed(lambda: release_loop(probs, attention, tokens, ind_tags))
+        times["loop"], loop_records = best_time(lambda: release_loop(probs, attention, tokens, ind_tags))
         del summed, tokens16, rows
     labels = {"full": "full head, (N,4,4585,145) float32", "subset": "IND subset, (N,4,719,145) float32",
               "summed": "IND subset, head-summed float16 memmap",
