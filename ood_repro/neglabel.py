@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['DEBIAN_WORDNET_DIR', 'WORDNET_LEXNAMES', 'NEGLABEL_NOUN_FILES', 'NEGLABEL_ADJECTIVE_FILES', 'NEGLABEL_FILE_ORDER',
            'PARTS_OF_SPEECH', 'NOUN_TEMPLATE', 'ADJECTIVE_TEMPLATE', 'CLASS_TEMPLATE', 'TEXT_FEATURES_FORMAT',
-           'IMAGENET_CLASS_NAMES_FILE', 'SMOKE_CORPUS', 'NEGLABEL_PROFILE_DEFAULTS', 'wordnet_reader', 'lexfile_words',
-           'WordCorpus', 'build_corpus', 'wordnet_lexfile_words', 'load_wordnet_corpus', 'load_word_lists',
-           'NegativeLabels', 'load_selected_negatives', 'text_features_key', 'encode_prompts', 'text_features',
-           'unit_rows', 'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts',
-           'mine_negative_labels', 'group_indices', 'neglabel_score', 'NegLabel', 'imagenet_class_names',
-           'neglabel_class_names', 'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer']
+           'SMOKE_CORPUS', 'NEGLABEL_PROFILE_DEFAULTS', 'wordnet_reader', 'lexfile_words', 'WordCorpus', 'build_corpus',
+           'wordnet_lexfile_words', 'load_wordnet_corpus', 'load_word_lists', 'NegativeLabels',
+           'load_selected_negatives', 'text_features_key', 'encode_prompts', 'text_features', 'unit_rows',
+           'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts', 'mine_negative_labels',
+           'group_indices', 'neglabel_score', 'NegLabel', 'imagenet_class_names', 'neglabel_class_names',
+           'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer']
 
 # %% ../nbs/15_neglabel.ipynb #5e58c5a5
 import hashlib
@@ -570,20 +570,11 @@ class NegLabel(Scorer):
                               self.seed, self.chunk_size)
 
 # %% ../nbs/15_neglabel.ipynb #22113e15
-IMAGENET_CLASS_NAMES_FILE = "imagenet_class_names.txt"
-
-
 def imagenet_class_names() -> list:
-    "The 1000 readable ImageNet-1k class names in label order (WordNet-derived; `ood_repro/resources/`)."
-    from importlib import resources
-    resource = resources.files("ood_repro").joinpath("resources", IMAGENET_CLASS_NAMES_FILE)
-    if not resource.is_file():
-        raise FileNotFoundError(f"Package data file ood_repro/resources/{IMAGENET_CLASS_NAMES_FILE} is missing; "
-                                f"reinstall ood-repro (`pip install -e .` in a checkout).")
-    names = resource.read_text(encoding="utf-8").splitlines()
-    if len(names) != 1000 or not all(name.strip() == name and name for name in names):
-        raise ValueError(f"ood_repro/resources/{IMAGENET_CLASS_NAMES_FILE} must hold 1000 non-empty names, one a line.")
-    return names
+    "CLIP's 1000 cleaned ImageNet-1k class names in label order, as open_clip ships them (NegLabel's and MCM's)."
+    # imported here: open_clip's package import pulls in its model zoo, which mining and scoring do not need
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    return list(IMAGENET_CLASSNAMES)
 
 
 def neglabel_class_names(profile: str = "smoke", config=None) -> list:
