@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 # %% ../nbs/00_config.ipynb #d39ed5e1
@@ -117,8 +116,10 @@ def resolve_profile(profile: str, **parameters) -> dict:
     return resolved
 
 # %% ../nbs/00_config.ipynb #2a3b32d8
-def get_device(preference: str = "auto") -> torch.device:
+def get_device(preference: str = "auto") -> "torch.device":
     "`auto` → the best available accelerator, else `cpu`; any explicit torch device string is checked."
+    # torch is imported where it is used: reading the config (and so every `ood-repro` command) starts without it
+    import torch
     if preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -133,6 +134,7 @@ def get_device(preference: str = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> None:
     "Seed Python, NumPy and torch (all devices) and prefer deterministic kernels."
+    import torch
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
