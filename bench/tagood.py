@@ -185,7 +185,7 @@ def bench_decomposition(args):
         times["rows"], results["rows"] = best_time(
             lambda: decompose(logits, rows, tokens16, ind_tags, tag_ids=ind_tags, attention_tags=row_tags,
                               from_logits=True, is_id=True), args.repeats)
-        times["loop"], loop_records = best_time(lambda: release_loop(probs, attention, tokens, ind_tags))
+        times["loop"], loop_records = best_time(lambda: release_loop(probs, attention, tokens, ind_tags), args.repeats)
         del summed, tokens16, rows
     labels = {"full": "full head, (N,4,4585,145) float32", "subset": "IND subset, (N,4,719,145) float32",
               "summed": "IND subset, head-summed float16 memmap",

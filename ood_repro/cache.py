@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'TEMP_PREFIX', 'cache_key', 'RaggedArray', 'IncompleteEntryError', 'CorruptEntryError', 'CacheEntry',
-           'FeatureCache', 'collate_items', 'consolidate', 'extraction_parts', 'extract']
+           'FeatureCache', 'collate_items', 'consolidate', 'extraction_parts', 'extraction_key', 'extract']
 
 # %% ../nbs/03_cache.ipynb #05097486
 import hashlib
@@ -654,6 +654,12 @@ def extraction_parts(extractor, dataset, *, autocast: bool = False, extra_key: d
     if extra_key:
         parts["extra"] = extra_key
     return parts
+
+
+def extraction_key(extractor, dataset, *, device: str = "cpu", amp: bool = False, extra_key: dict | None = None) -> str:
+    "The key `extract` files these arguments under, computed without extracting (e.g. to name what derives from it)."
+    autocast = bool(amp) and get_device(device).type == "cuda"
+    return cache_key(**extraction_parts(extractor, dataset, autocast=autocast, extra_key=extra_key))
 
 
 def _prepare_entry(entry: CacheEntry, parts: dict, n_items: int, shard_size: int, info: dict) -> dict:

@@ -60,7 +60,7 @@ _ID = ("imagenet-train", "imagenet-val")
 _MOS = ("iNaturalist", "SUN", "Places", "Textures")
 _HARDER = ("ImageNet-O", "OpenImage-O")
 _OPENOOD = ("ImageNet-O", "SSB-hard", "NINCO", "iNaturalist", "Textures-OpenOOD", "OpenImage-O-OpenOOD")
-_GENERATION = ("sd2-inpainting", "llava")
+_GENERATION = ("sd2-inpainting", "llava", "resnet50")  # ResNet-50 guides the inpainting
 REQUIREMENTS = {  # experiment: (datasets, weights) its paper profile reads
     "tab1_tagood": (_ID + _MOS, ("swin-l", "clip-vit-l14", "ram")),
     "tab2_tagood": (_ID + _HARDER, ("swin-l", "clip-vit-l14", "ram")),
@@ -439,15 +439,12 @@ def _compact(numbers: list) -> str:
 
 def extract_command(args, config: Config, out) -> int:
     # imported here: torch, timm and open_clip take seconds to import and `list` or `run` never need them
-    from ood_repro.backbones import get_extractor, get_spec, read_state_dict
+    from ood_repro.backbones import get_extractor
     from ood_repro.cache import FeatureCache
     from ood_repro.config import resolve_profile
     from ood_repro.distributed import extract_distributed, process_state, shutdown_distributed
 
-    get_spec(args.model)
-    _check_dataset_name(args.dataset)
-    if args.checkpoint is not None:
-        read_state_dict(args.checkpoint)
+    _check_dataset_name(args.dataset)  # before building the model: get_extractor checks the model and checkpoint
     settings = resolve_profile(args.profile, batch_size=args.batch_size, num_workers=args.num_workers,
                                device=args.device)
     extractor = get_extractor(args.model, profile=args.profile, config=config, seed=args.seed,

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-import inspect
-
 from .backbones import JigsawExtractor, OdinExtractor, get_extractor
-from .baselines import HEAD_SCORERS, SCORERS, make
+from .baselines import CLIP_SCORERS, HEAD_SCORERS, make
 from .cache import FeatureCache, extract
 from .config import get_device, load_config, resolve_profile, seed_everything
 from .data import BENCHMARKS, check_counts, get_dataset
@@ -113,8 +111,7 @@ class Evaluator:
         "`ood_repro.baselines.make(name, ...)` with this model's head, or its CLIP text encoder and class names, filled in."
         if name in HEAD_SCORERS:
             hparams.setdefault("head", self.head)
-        parameters = inspect.signature(SCORERS[name].__init__).parameters if name in SCORERS else {}
-        if "class_names" in parameters and hparams.get("text_features") is None and "extractor" not in hparams:
+        if name in CLIP_SCORERS and hparams.get("text_features") is None and "extractor" not in hparams:
             if not _is_clip(self.extractor):
                 raise ValueError(f"Scorer {name!r} needs a CLIP model; this evaluator's model {self.model!r} is a classifier.")
             hparams.update(extractor=self.extractor, class_names=hparams.get("class_names") or self.class_names)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .cache import FeatureCache, RaggedArray, cache_key, extract
+from .cache import FeatureCache, RaggedArray, cache_key, extract, extraction_key
 from .config import get_device, load_config, resolve_profile, seed_everything
 from .data import class_names, get_dataset, get_spec
 from .metrics import evaluate, results_table
@@ -919,11 +919,13 @@ class TagOODRun:
         return (f"TagOODRun({self.benchmark.name!r}, {self.profile!r}, {self.extractor!r}, {self.num_classes} classes, "
                 f"{len(self.ind_tags)} IND tags, epochs {self.training['epochs']}/{self.training['schedule_epochs']})")
 
+    def _images(self, dataset: str):
+        return get_dataset(dataset, profile=self.profile, config=self.config, transform=self.extractor.transform)
+
     def ram_outputs(self, dataset: str):
         "The cache entry of RAM's outputs on `dataset`, extracting it on first use."
         if dataset not in self.entries:
-            images = get_dataset(dataset, profile=self.profile, config=self.config, transform=self.extractor.transform)
-            self.entries[dataset] = extract(self.extractor, images, self.cache, batch_size=self.settings["batch_size"],
+            self.entries[dataset] = extract(self.extractor, self._images(dataset), self.cache, batch_size=self.settings["batch_size"],
                                             num_workers=self.settings["num_workers"], device=self.device,
                                             amp=self.settings["amp"], progress=self.progress)
         return self.entries[dataset]
@@ -958,8 +960,10 @@ class TagOODRun:
         "Where the projector trained with these settings is (or will be) saved."
         tau = _check_tau(tau, "tau_train", allow_none=False)
         options = dict(self.training, mse_weight=float(mse_weight), seed=self.seed, device=str(self.device))
-        key = cache_key(kind="tagood-projector", version=TAGOOD_ARTIFACT_VERSION,
-                        ram_outputs=self.ram_outputs(self.benchmark.id_train).key, tau=tau,
+        # the key of RAM's outputs on ImageNet train, not the outputs: a saved projector loads without them
+        ram_outputs = extraction_key(self.extractor, self._images(self.benchmark.id_train), device=self.device,
+                                     amp=self.settings["amp"])
+        key = cache_key(kind="tagood-projector", version=TAGOOD_ARTIFACT_VERSION, ram_outputs=ram_outputs, tau=tau,
                         tag_threshold=self.tag_threshold, single_tag=bool(single_tag),
                         class_tags=[int(tag) for tag in self.class_tags], training=options)
         return self.cache.root / "artifacts" / f"tagood-projector-{key}.pt"
