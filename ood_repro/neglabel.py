@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import cache_key
-from .config import load_config
+from .config import atomic_write, load_config
 from .scorer import Scorer
 
 # %% ../nbs/15_neglabel.ipynb #ee6f5441
@@ -213,13 +212,7 @@ _LEXFILE_CACHE = "neglabel_lexfiles_v1.json"
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def wordnet_lexfile_words(config=None, debian_dir: Path | str = DEBIAN_WORDNET_DIR, progress: bool = False) -> dict:
@@ -272,6 +265,7 @@ class NegativeLabels:
     parts_of_speech: tuple
     prompts: tuple
     similarity: np.ndarray | None = None  # the mining quantile of each label, when mined here
+    features: torch.Tensor | None = None  # their unnormalised text features, when mined here (no second encoding)
 
     def __post_init__(self):
         for name in ("words", "parts_of_speech", "prompts"):
@@ -385,13 +379,7 @@ def text_features(extractor, prompts, config=None, *, batch_size: int = 256, pro
         return torch.from_numpy(features)
     features = encode_prompts(extractor, prompts, batch_size, progress)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy")
-        try:
-            np.save(temp, features.numpy())
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        atomic_write(path, lambda handle: np.save(handle, features.numpy()))
         identity = extractor.cache_id()
         _write_text_atomic(path.with_suffix(".json"), json.dumps(
             {"model_id": identity["model_id"], "weights_id": identity["weights_id"], "n_prompts": len(prompts),
@@ -494,7 +482,7 @@ def mine_negative_labels(extractor, class_names, corpus: WordCorpus, config=None
     kept, similarity = mine_negatives(candidates, classes, corpus.parts_of_speech, percentile, fraction)
     words, parts = corpus.words, corpus.parts_of_speech
     return NegativeLabels([words[i] for i in kept], [parts[i] for i in kept], [candidate_prompts[i] for i in kept],
-                          similarity[kept])
+                          similarity[kept], candidates[torch.as_tensor(kept, dtype=torch.long)])
 
 # %% ../nbs/15_neglabel.ipynb #cea7a282
 def group_indices(n_negatives: int, n_groups: int = 100, seed: int = 0) -> torch.Tensor:
@@ -641,7 +629,8 @@ def neglabel_texts(extractor, class_names=None, corpus=None, *, profile: str = "
     n_groups = defaults["n_groups"] if n_groups is None else n_groups
     group_indices(len(negatives), n_groups)  # an impossible grouping fails here, naming n_groups
     return NegLabelTexts(tuple(class_names), text_features(extractor, class_prompts(class_names, class_template), config),
-                         negatives, text_features(extractor, list(negatives.prompts), config), n_groups,
+                         negatives, negatives.features if negatives.features is not None else
+                         text_features(extractor, list(negatives.prompts), config), n_groups,
                          extractor.cache_id()["model_id"])
 
 

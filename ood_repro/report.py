@@ -10,9 +10,7 @@ __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_
 
 # %% ../nbs/05_report.ipynb #83d1c107
 import functools
-import os
 import re
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .config import PROFILES, Config, load_config
+from .config import PROFILES, Config, atomic_write, load_config
 
 # %% ../nbs/05_report.ipynb #521f33ab
 PAPERS = ("tagood", "synood")
@@ -303,22 +301,6 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _atomic_write(path: Path, write) -> Path:
-    "Call write(binary handle) on a temporary file beside `path`, then move it onto `path`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        # mkstemp creates the file private (0600); results are meant to be read by others, so apply the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _flat(frame: pd.DataFrame) -> pd.DataFrame:
@@ -356,8 +338,8 @@ def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None
     markdown = _markdown(flat) + "\n"
     if warning is not None:
         markdown = f"**{warning}**\n\n" + markdown
-    csv_path = _atomic_write(directory / f"{name}.csv", lambda handle: handle.write(for_csv.to_csv(index=False).encode("utf-8")))
-    md_path = _atomic_write(directory / f"{name}.md", lambda handle: handle.write(markdown.encode("utf-8")))
+    csv_path = atomic_write(directory / f"{name}.csv", lambda handle: handle.write(for_csv.to_csv(index=False).encode("utf-8")))
+    md_path = atomic_write(directory / f"{name}.md", lambda handle: handle.write(markdown.encode("utf-8")))
     return {"csv": csv_path, "md": md_path}
 
 # %% ../nbs/05_report.ipynb #7316ec88
@@ -396,7 +378,7 @@ def save_figure(fig: plt.Figure, name: str, profile: str, config: Config | None 
         fig.text(0.5, 0.5, profile.upper(), gid=WATERMARK_GID, fontsize=64, color="red", alpha=0.25,
                  rotation=25, ha="center", va="center", weight="bold", zorder=10)
     path = (config or load_config()).output_dir(profile) / f"{name}.png"
-    return _atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=FIGURE_DPI))
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=FIGURE_DPI))
 
 # %% ../nbs/05_report.ipynb #8f970a85
 def publish(ours: pd.DataFrame, paper: str, table, name: str, profile: str, config: Config | None = None,

@@ -15,8 +15,6 @@ __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES'
 
 # %% ../nbs/14_tagood.ipynb #80eb2573
 import math
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .cache import FeatureCache, RaggedArray, cache_key, extract, extraction_key
-from .config import get_device, load_config, resolve_profile, seed_everything
+from .config import atomic_write, get_device, load_config, resolve_profile, seed_everything
 from .data import class_names, get_dataset, get_spec
 from .metrics import evaluate, results_table
 from .pipeline import check_datasets, get_benchmark
@@ -968,18 +966,19 @@ class TagOODRun:
                         class_tags=[int(tag) for tag in self.class_tags], training=options)
         return self.cache.root / "artifacts" / f"tagood-projector-{key}.pt"
 
-    def trained(self, tau: float = 0.5, mse_weight: float = 0.1, single_tag: bool = False) -> TrainedTagOOD:
-        "The projector trained on ImageNet train decomposed at `tau`: loaded from its artifact, or trained and saved."
+    def trained(self, tau: float = 0.5, mse_weight: float = 0.1, single_tag: bool = False,
+                training_records: tuple | None = None) -> TrainedTagOOD:
+        """The projector trained on ImageNet train decomposed at `tau`: loaded from its artifact, or trained and saved
+        (on `training_records`, the (records, labels) of that decomposition, when the caller already holds them)."""
         path = self.artifact_path(tau, mse_weight, single_tag)
         if path in self._trained:
             return self._trained[path]
         if path.is_file():
             result = load_trained(path)
         else:
-            records, labels = self._training_records(tau, single_tag)
-            options = {key: value for key, value in self.training.items()}
+            records, labels = training_records or self._training_records(tau, single_tag)
             result = train_tagood(records, labels, self.num_classes, mse_weight=mse_weight, seed=self.seed,
-                                  device=str(self.device), progress=self.progress, **options)
+                                  device=str(self.device), progress=self.progress, **self.training)
             save_trained(result, path)
         self._trained[path] = result
         return result
@@ -996,7 +995,8 @@ class TagOODRun:
                 if method == "cs":
                     self._centres[key] = (None, class_means(mean_pool(records), labels, self.num_classes))
                 else:  # "ce_cs"
-                    model = self.trained(tau_train, mse_weight=0.0, single_tag=single_tag).model
+                    model = self.trained(tau_train, mse_weight=0.0, single_tag=single_tag,
+                                         training_records=(records, labels)).model
                     self._centres[key] = (model, projected_class_means(model, records, labels, self.num_classes,
                                                                        device=self.device))
         return self._centres[key]
@@ -1059,20 +1059,10 @@ def run_tagood(benchmark: str = "mos", profile: str = "smoke", method: str = "ta
 # %% ../nbs/14_tagood.ipynb #32c8d0ee
 def save_trained(trained: TrainedTagOOD, path) -> Path:
     "Write a TrainedTagOOD to `path` (atomically: a temporary file beside it, then a rename)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = dict(trained.checkpoint(), model_options=dict(trained.model.options),
                    centre_options=dict(momentum=trained.centres.momentum, duplicates=trained.centres.duplicates),
                    history=trained.history.to_dict(orient="list"), settings=dict(trained.settings))
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    try:
-        torch.save(content, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(content, handle))
 
 
 def load_trained(path) -> TrainedTagOOD:
