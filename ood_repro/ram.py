@@ -9,6 +9,7 @@ __all__ = ['RAM_NUM_TAGS', 'IMAGENET_NUM_CLASSES', 'TINY_TAGS', 'VARIANTS', 'REA
            'load_official_state', 'RAMExtractor', 'RAMWeightsUnavailableError', 'get_ram_extractor']
 
 # %% ../nbs/13_ram.ipynb #55c1546a
+import copy
 import functools
 import hashlib
 import json
@@ -288,6 +289,19 @@ class RAM(nn.Module):
             attentions.append(probabilities)
         return self.fc(hidden).squeeze(-1), tuple(attentions)
 
+    def top_tag_logit(self, tokens: torch.Tensor, tag_logits: torch.Tensor, tag_indices, chunk_size: int = 1024) -> torch.Tensor:
+        """Each image's highest logit over all tags (B,), given the `tag_logits` (B, T) already computed for `tag_indices`:
+        the head runs only over the other tags, `chunk_size` at a time, and keeps their logits' maximum."""
+        requested = self.checked_tag_indices(tag_indices, tokens.device)
+        others = torch.ones(self.config.num_tags, dtype=torch.bool, device=tokens.device)
+        others[requested] = False
+        others = torch.nonzero(others).squeeze(1)
+        best = tag_logits.float().max(dim=1).values
+        for start in range(0, len(others), chunk_size):
+            logits, _ = self.tag_head(tokens, others[start:start + chunk_size])
+            best = torch.maximum(best, logits.float().max(dim=1).values)
+        return best
+
     def forward(self, images: torch.Tensor, tag_indices=None) -> RAMOutput:
         "Tokens, tag logits and cross-attentions of `images` (B, 3, size, size), for all tags or `tag_indices`."
         tokens = self.image_tokens(images)
@@ -401,7 +415,7 @@ def load_official_state(model: RAM, state: dict, source: str = "checkpoint") -> 
     model.load_state_dict({name: converted[name] for name in expected}, strict=True)
 
 # %% ../nbs/13_ram.ipynb #b2e13fb0
-RAM_EXTRACTOR_VERSION = "1"  # bump when what the extractor returns changes, so old cache entries are not reused
+RAM_EXTRACTOR_VERSION = "2"  # bump when what the extractor returns changes, so old cache entries are not reused
 RAM_MODELS = {  # registry name -> (variant, Hugging Face repository, checkpoint file name)
     "ram": ("ram", "xinyu1205/recognize_anything_model", "ram_swin_large_14m.pth"),
     "ram-plus": ("ram_plus", "xinyu1205/recognize-anything-plus-model", "ram_plus_swin_large_14m.pth"),
@@ -414,7 +428,7 @@ class RAMExtractor:
 
     def __init__(self, model: RAM, transform, name: str, model_id: str, weights_id: str, *, tags=None,
                  attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", top_tag_logit: bool = False):
         layers = model.config.num_layers
         if isinstance(attention_layer, bool) or not isinstance(attention_layer, int) or not -layers <= attention_layer < layers:
             raise ValueError(f"attention_layer must be in {-layers}..{layers - 1} (negative: from the last layer), "
@@ -436,7 +450,7 @@ class RAMExtractor:
         self.model_id, self.weights_id = model_id, weights_id
         self.tag_indices = indices
         self.attention_layer, self.attention = attention_layer, attention
-        self.min_probability, self.dtype = min_probability, dtype
+        self.min_probability, self.dtype, self.top_tag_logit = min_probability, dtype, bool(top_tag_logit)
         self._indices = torch.tensor(indices)
 
     @property
@@ -457,6 +471,9 @@ class RAMExtractor:
         tag_logits = output.tag_logits.float()
         attention = output.attentions[self.attention_layer].float().sum(dim=1)  # (B, T, N)
         outputs = {"tokens": output.tokens.to(storage), "tag_logits": tag_logits}
+        if self.top_tag_logit:
+            with torch.no_grad():
+                outputs["top_tag_logit"] = self.model.top_tag_logit(output.tokens, tag_logits, self._indices.to(self.device))
         if self.attention == "dense":
             outputs["attention"] = attention.to(storage)
             return outputs
@@ -466,6 +483,12 @@ class RAMExtractor:
         outputs["attention"] = [attention[i][keep[i]].to(storage) for i in range(len(keep))]
         outputs["attention_tags"] = [indices[keep[i]] for i in range(len(keep))]
         return outputs
+
+    def with_top_tag_logit(self, top_tag_logit: bool = True) -> "RAMExtractor":
+        "This extractor, sharing its network, with `top_tag_logit` switched (a separate cache entry)."
+        other = copy.copy(self)
+        other.top_tag_logit = bool(top_tag_logit)
+        return other
 
     def to(self, device) -> "RAMExtractor":
         self.model.to(device)
@@ -477,7 +500,8 @@ class RAMExtractor:
         return {"model_id": self.model_id, "weights_id": self.weights_id, "preprocessing": self.transform.description,
                 "extractor_version": RAM_EXTRACTOR_VERSION, "tags": f"{len(self.tag_indices)}:{digest}",
                 "attention_layer": self.attention_layer, "attention": self.attention,
-                "min_probability": self.min_probability if self.attention == "predicted" else None, "dtype": self.dtype}
+                "min_probability": self.min_probability if self.attention == "predicted" else None, "dtype": self.dtype,
+                "top_tag_logit": self.top_tag_logit}
 
     def __repr__(self):
         return (f"RAMExtractor({self.name!r}, {self.model_id}, weights={self.weights_id}, tags={len(self.tag_indices)}, "
@@ -517,7 +541,7 @@ def _ram_weights_file(name: str, config, checkpoint) -> Path:
 
 def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, seed: int = 0, checkpoint=None, *,
                       tags=None, attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
-                      dtype: str = "float32", preprocessing: str = "tagood") -> RAMExtractor:
+                      dtype: str = "float32", preprocessing: str = "tagood", top_tag_logit: bool = False) -> RAMExtractor:
     "The RAM extractor `name` ('ram' or 'ram-plus'): real weights in the `paper` profile, a tiny seeded network otherwise."
     if name not in RAM_MODELS:
         raise ValueError(f"Unknown RAM model {name!r}; known: {', '.join(RAM_MODELS)}.")
@@ -537,4 +561,5 @@ def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, se
         model_id = f"tiny-ram:{variant}:" + json.dumps(asdict(TINY_CONFIG), sort_keys=True)
         transform = make_transform(preprocessing, TINY_CONFIG.image_size)
     return RAMExtractor(model, transform, name, model_id, weights_id, tags=tags, attention_layer=attention_layer,
-                        attention=attention, min_probability=min_probability, dtype=dtype)
+                        attention=attention, min_probability=min_probability, dtype=dtype,
+                        top_tag_logit=top_tag_logit)

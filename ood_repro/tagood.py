@@ -138,7 +138,8 @@ def tag_token_maps(attention_rows) -> torch.Tensor:
 
 # %% ../nbs/14_tagood.ipynb #4de2daea
 ZERO_TAG_RULES = {
-    "official": "the release: images with is_id true fall back to their most probable IND tag, the others get no features",
+    "official": ("the release: images with is_id true, and OOD images without any tag at all, fall back to their most "
+                 "probable IND tag; OOD images whose only tags are outside the IND set get no features"),
     "fair": "every image falls back to its most probable IND tag, whatever dataset it came from",
     "paper": "no image falls back: an image without a predicted IND tag gets no features (score 0)",
 }
@@ -268,16 +269,34 @@ class _StoredRows:
         return torch.from_numpy(np.asarray(self.rows.flat[low + order[positions]], dtype=np.float32))
 
 
+def _top_tag_probs(top_tag_probs, n: int, from_logits: bool) -> torch.Tensor:
+    "The (N,) float32 probabilities of `top_tag_probs`, or a ValueError that says what the official rule needs."
+    if top_tag_probs is None:
+        raise ValueError("zero_tag_rule='official' needs top_tag_probs for OOD images (is_id False): the release gives an "
+                         "OOD image with no tag at all above tag_threshold, over all of RAM's tags, its best "
+                         "in-distribution tag. Pass each image's highest probability over all tags (the RAM extractor's "
+                         "`top_tag_logit`, with from_logits=True), or use zero_tag_rule='fair'.")
+    top = torch.as_tensor(np.asarray(top_tag_probs), dtype=torch.float32).cpu()
+    if top.shape != (n,):
+        raise ValueError(f"top_tag_probs must hold one value per image, shape ({n},); got {tuple(top.shape)}.")
+    if from_logits:
+        top = torch.sigmoid(top)
+    if bool(((top < 0) | (top > 1) | top.isnan()).any()):
+        raise ValueError("top_tag_probs must be probabilities in [0, 1] (logits with from_logits=True).")
+    return top
+
+
 def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, tag_threshold: float = 0.5,
-              zero_tag_rule: str = "official", is_id=None, single_tags=None, tag_ids=None, attention_tags=None,
-              from_logits: bool = False, batch_size: int = 256, progress: bool = False) -> Decomposition:
+              zero_tag_rule: str = "official", is_id=None, top_tag_probs=None, single_tags=None, tag_ids=None,
+              attention_tags=None, from_logits: bool = False, batch_size: int = 256, progress: bool = False) -> Decomposition:
     """TagOOD's tag-guided token selection for N images (research/tagood.md §1.3-§1.5).
 
     tag_probs (N, T) sigmoid probabilities (logits with from_logits=True); attention: one layer, dense
     (N, heads, T, S) or (N, T, S), or stored rows per image with `attention_tags`; tokens (N, S, D); ind_tags:
     RAM indices of the IND tags (or the class → tag map); tau: keep tokens with combined map > tau, None = every
     token; tag_threshold: a tag is predicted when its probability is > this; zero_tag_rule: one of ZERO_TAG_RULES;
-    is_id: bool or (N,) bools, for "official"; single_tags: (N,) RAM tag per image, used alone (Table 5);
+    is_id: bool or (N,) bools, for "official"; top_tag_probs: (N,) each image's highest probability over all of RAM's
+    tags (logits with from_logits), which "official" needs for OOD images (`top_tag_logit` of the RAM extractor); single_tags: (N,) RAM tag per image, used alone (Table 5);
     tag_ids: RAM index of each of the T columns."""
     if tag_probs.ndim != 2:
         raise ValueError(f"tag_probs must be (N, T) sigmoid probabilities; got shape {tuple(tag_probs.shape)}.")
@@ -332,9 +351,13 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
         if is_id is None:
             raise ValueError("zero_tag_rule='official' needs is_id: True for ImageNet images (train and ID test), False "
                              "for OOD sets (or one bool per image). Use zero_tag_rule='fair' for one rule for all images.")
-        fallback_allowed = np.broadcast_to(np.asarray(is_id, dtype=bool), (n,))
+        fallback_allowed = np.broadcast_to(np.asarray(is_id, dtype=bool), (n,)).copy()
+        top_probs = None
+        if not fallback_allowed.all():
+            top_probs = _top_tag_probs(top_tag_probs, n, from_logits)
+            fallback_allowed |= top_probs.numpy() <= tag_threshold  # an OOD image without any tag at all
     else:
-        fallback_allowed = np.full(n, zero_tag_rule == "fair")
+        fallback_allowed, top_probs = np.full(n, zero_tag_rule == "fair"), None
 
     token_rows, tag_rows, parts = [], [], {name: [] for name in ("tag_score", "token_map", "keep", "n_tags", "fallback")}
     for start in tqdm(range(0, n, batch_size), desc="decompose", disable=not progress):
@@ -347,6 +370,10 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
         if low < 0.0 or high > 1.0:
             raise ValueError(f"tag_probs must be sigmoid probabilities in [0, 1], got values in [{low:.3g}, {high:.3g}] "
                              f"(rows {start}:{stop}): pass from_logits=True for RAM's tag logits.")
+        if top_probs is not None and bool((top_probs[start:stop] < probs.max(dim=1).values.cpu() - 1e-5).any()):
+            raise ValueError(f"top_tag_probs is below the highest of tag_probs' own columns (rows {start}:{stop}): it must "
+                             "be each image's maximum over all of RAM's tags, on the same scale as tag_probs "
+                             "(both probabilities, or both logits with from_logits=True).")
         ind_probs = probs[:, torch.as_tensor(ind_columns, device=device)]
         if single_slots is not None:
             selected = torch.zeros_like(ind_probs, dtype=torch.bool)
@@ -923,7 +950,10 @@ class TagOODRun:
     def ram_outputs(self, dataset: str):
         "The cache entry of RAM's outputs on `dataset`, extracting it on first use."
         if dataset not in self.entries:
-            self.entries[dataset] = extract(self.extractor, self._images(dataset), self.cache, batch_size=self.settings["batch_size"],
+            # the official rule's OOD branch reads each image's best logit over all of RAM's tags; ImageNet images never do
+            is_id = get_spec(dataset).role.startswith("id")
+            extractor = self.extractor if is_id else self.extractor.with_top_tag_logit()
+            self.entries[dataset] = extract(extractor, self._images(dataset), self.cache, batch_size=self.settings["batch_size"],
                                             num_workers=self.settings["num_workers"], device=self.device,
                                             amp=self.settings["amp"], progress=self.progress)
         return self.entries[dataset]
@@ -942,6 +972,7 @@ class TagOODRun:
         entry = self.ram_outputs(dataset)
         result = decompose(entry["tag_logits"], entry["attention"], entry["tokens"], self.ind_tags, tau=tau,
                            tag_threshold=self.tag_threshold, zero_tag_rule=zero_tag_rule, is_id=is_id,
+                           top_tag_probs=entry["top_tag_logit"] if "top_tag_logit" in entry else None,
                            single_tags=self.class_tags[entry.labels] if single_tag else None,
                            tag_ids=self.extractor.tag_indices,
                            attention_tags=entry["attention_tags"] if "attention_tags" in entry else None,
