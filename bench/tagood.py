@@ -5,8 +5,8 @@ Run: .venv/bin/python bench/tagood.py [--n-train 512] [--batch-size 64] [--n-ima
 
 Training: one epoch of `train_tagood` (the released model, width 512) on --n-train synthetic object-token records,
 with length bucketing and without (the release's random batches); prints samples/s, the share of padded positions
-and the ratio. Record lengths K follow a log-normal law (median --k-median, log-sd --k-sigma) clipped to 1..145: the
-research notes give no measured distribution, only K <= 145 and K ~ 40 as a storage estimate (tagood.md sec. 1.4, 8);
+and the ratio. Record lengths K follow a log-normal law (median --k-median, log-sd --k-sigma) clipped to 1..145: no
+measured distribution is published, only the bound K <= 145 (RAM's 145 tokens) and K ~ 40 as our rough storage estimate;
 the projection benchmark adds 10 % empty records (OOD images without an in-distribution tag).
 
 Projection: `project` (length-sorted batches) against one image at a time without a mask (the release's inference).

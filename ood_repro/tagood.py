@@ -289,7 +289,7 @@ def _top_tag_probs(top_tag_probs, n: int, from_logits: bool) -> torch.Tensor:
 def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, tag_threshold: float = 0.5,
               zero_tag_rule: str = "official", is_id=None, top_tag_probs=None, single_tags=None, tag_ids=None,
               attention_tags=None, from_logits: bool = False, batch_size: int = 256, progress: bool = False) -> Decomposition:
-    """TagOOD's tag-guided token selection for N images (research/tagood.md §1.3-§1.5).
+    """TagOOD's tag-guided token selection for N images (the release's gen_data_tokens.py).
 
     tag_probs (N, T) sigmoid probabilities (logits with from_logits=True); attention: one layer, dense
     (N, heads, T, S) or (N, T, S), or stored rows per image with `attention_tags`; tokens (N, S, D); ind_tags:
@@ -566,7 +566,7 @@ def padding_fraction(lengths, batches) -> float:
 
 # %% ../nbs/14_tagood.ipynb #770b6387
 class EMACentres(nn.Module):
-    "Class centres (C, num_patterns, width / num_patterns) that follow the class features by EMA (§4)."
+    "Class centres (C, num_patterns, width / num_patterns) that follow the class features by EMA (the release's EMALoss)."
 
     def __init__(self, num_classes: int = 1000, width: int = 512, num_patterns: int = 4, momentum: float = 0.999,
                  duplicates: str = "last"):
@@ -629,7 +629,7 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
                  duplicates: str = "last", separate_passes: bool = True, bucketing: bool = True, pool_batches: int = 50,
                  model_options: dict | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = True) -> TrainedTagOOD:
-    """Train TagOOD's projector with CE + MSE to EMA class centres on object-token records (research/tagood.md §4).
+    """Train TagOOD's projector with CE + MSE to EMA class centres on object-token records (the release's classifier_training_ema.py).
 
     records: a RaggedArray or sequence of (K_i, D) arrays, K_i ≥ 1; labels (N,) class indices; model_options:
     TagOODProjector arguments (width, depth, heads, mlp_dim, dropout, max_tokens); see the notebook for the rest."""
@@ -857,7 +857,7 @@ def load_release_checkpoint(checkpoint: dict, **model_options) -> tuple:
     return model.eval(), torch.as_tensor(checkpoint["ema"]).float()
 
 # %% ../nbs/14_tagood.ipynb #514dd51c
-RELEASE_EPOCHS, RELEASE_SCHEDULE_EPOCHS = 99, 100  # the release: --epochs 100, range(1, 100) runs 99 (§4)
+RELEASE_EPOCHS, RELEASE_SCHEDULE_EPOCHS = 99, 100  # the release: --epochs 100, range(1, 100) runs 99 (classifier_training_ema.py)
 TAGOOD_VARIANTS = {
     "official": dict(zero_tag_rule="official", kind="official"),
     "fair": dict(zero_tag_rule="fair", kind="official"),

@@ -6,11 +6,11 @@ internet features (news, update check) switched off. The browser is Debian's `ch
 that executable: `playwright install` is never run (it downloads a browser). The notebook is a copy in a
 temporary root, so that autosave cannot touch `nbs/`. The page must make no request outside 127.0.0.1.
 
-Recipe and pitfalls: research/feasibility_browser.md. Two of them shape the code: the browser is closed only once
-no HTTP request has been in flight for half a second (a shutdown that arrives while Lab's start-up
-`GET /api/nbconvert` runs can hang jupyter_server for good), and the server is killed if it has not stopped 10 s
-after `POST /api/shutdown`. Locally the test is skipped when Chromium or Playwright is missing; in CI (`CI` set)
-that is a failure.
+Two pitfalls, found while building this test, shape the code: the browser is closed only once no HTTP request
+has been in flight for half a second (a shutdown that arrives while Lab's start-up `GET /api/nbconvert` runs can
+hang jupyter_server for good, the class of jupyterlab/jupyterlab#10442), and the server is killed if it has not
+stopped 10 s after `POST /api/shutdown`. Locally the test is skipped when Chromium or Playwright is missing; in
+CI (`CI` set) that is a failure.
 """
 import contextlib
 import importlib.util

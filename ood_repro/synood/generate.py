@@ -57,11 +57,11 @@ from ..neglabel import imagenet_class_names
 from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
 
 # %% ../../nbs/17_synood_generate.ipynb #a6f19c09
-SD2_INPAINTING = "stabilityai/stable-diffusion-2-inpainting"  # the release's model (§B.3)
+SD2_INPAINTING = "stabilityai/stable-diffusion-2-inpainting"  # the release's model (generate_near_ood_sample.py)
 SD2_TEXT_TO_IMAGE = "stabilityai/stable-diffusion-2-base"  # our choice for "Neg Image": its generator is not released
 LLAVA_MODEL = "llava-hf/llava-1.5-7b-hf"  # our choice: the paper names LLaVA without version or checkpoint
 
-# The scheduler of stabilityai/stable-diffusion-2-inpainting (its scheduler_config.json, §B.3).
+# The scheduler of stabilityai/stable-diffusion-2-inpainting (its scheduler_config.json on the Hugging Face Hub).
 SD2_INPAINT_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                          "beta_schedule": "scaled_linear", "skip_prk_steps": True, "set_alpha_to_one": False,
                          "steps_offset": 1, "clip_sample": False, "prediction_type": "epsilon", "trained_betas": None}
@@ -72,7 +72,7 @@ GRADIENTS = ("skip", "full")
 
 @dataclass(frozen=True)
 class GuidanceSettings:
-    "Everything that decides one generated image; the defaults are the released script's (§B.3-B.4)."
+    "Everything that decides one generated image; the defaults are the released script's (generate_near_ood_sample.py/.sh)."
     image_size: int = 512
     strength: float = 0.6
     num_inference_steps: int = 20
