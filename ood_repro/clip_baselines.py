@@ -33,6 +33,7 @@ class MCM(Scorer):
     name = "mcm"
     inputs = {"features": "image_features"}  # score argument → cache array of a CLIP extractor
     requires_fit = False
+    preprocessing = "mcm"  # the release's Resize(224) is bilinear, CLIP's own preprocess bicubic
 
     def __init__(self, text_features=None, temperature: float = 1.0, *, extractor=None, class_names=None,
                  template: str = MCM_TEMPLATE):

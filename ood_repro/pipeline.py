@@ -88,6 +88,7 @@ class Evaluator:
         self.cache = FeatureCache(self.config.cache_dir)
         self._extractors = {"base": self.extractor}  # extraction key → extractor
         self.entries, self.scores, self.extractions = {}, {}, []
+        self.preprocessing_by_row = {}  # row name → transform kind its arrays were extracted with
 
     def _model_extractor(self, **options):
         extractor = get_extractor(self.model, profile=self.profile, config=self.config, seed=self.seed,
@@ -117,18 +118,30 @@ class Evaluator:
             hparams.update(extractor=self.extractor, class_names=hparams.get("class_names") or self.class_names)
         return make(name, **hparams)
 
+    def preprocessing(self, scorer=None) -> str:
+        "The transform kind `scorer`'s arrays are extracted with: the method's own (`Scorer.preprocessing`), else the model's."
+        return getattr(scorer, "preprocessing", None) or self.extractor.transform.kind
+
     def _extraction(self, mode: str, scorer) -> tuple:
-        "(key, extractor) of the extraction `mode`, built on first use; ODIN's key holds the scorer's T and ε."
+        """(key, extractor) of the extraction `mode` with `scorer`'s preprocessing, built on first use; ODIN's key holds
+        the scorer's T and ε, and a preprocessing other than the model's own is part of the key."""
+        kind = self.preprocessing(scorer)
+        own = kind == self.extractor.transform.kind
         key = ("odin", scorer.temperature, scorer.epsilon) if mode == "odin" else mode
+        key = key if own else (key, kind)
         if key not in self._extractors:
-            if mode == "odin":
-                extractor = OdinExtractor(self.extractor, temperature=scorer.temperature, epsilon=scorer.epsilon)
+            options = {} if own else {"preprocessing": kind}
+            if mode == "base":
+                extractor = self._model_extractor(**options)
+            elif mode == "odin":
+                extractor = OdinExtractor(self._extraction("base", scorer)[1], temperature=scorer.temperature,
+                                          epsilon=scorer.epsilon)
             elif mode == "block_norms":
-                extractor = self._model_extractor(block_norms=True)
+                extractor = self._model_extractor(block_norms=True, **options)
             elif mode == "jigsaw":
                 extractor = JigsawExtractor(self._extraction("block_norms", scorer)[1], seed=self.seed)
             elif mode == "local_features":
-                extractor = self._model_extractor(local_features=True)
+                extractor = self._model_extractor(local_features=True, **options)
             else:
                 raise ValueError(f"Unknown extraction {mode!r}; known: base, {', '.join(sorted({m for m, _ in ARRAY_SOURCES.values()}))}.")
             self._extractors[key] = extractor
@@ -162,7 +175,7 @@ class Evaluator:
         arguments = {}
         for argument, (mode, stored) in sources.items():
             if mode == "base":  # a plain array: from a special extraction that also holds it, else the model's own
-                entry = next((entry for entry in special if stored in entry), None) or self.features(dataset)
+                entry = next((entry for entry in special if stored in entry), None) or self.features(dataset, "base", scorer)
             else:
                 entry = self.features(dataset, mode, scorer)
             if stored not in entry:
@@ -170,7 +183,7 @@ class Evaluator:
                                f"of {dataset} by {self.model!r} holds only {entry.names}.")
             arguments[argument] = entry[stored]
         if fitting:
-            arguments["labels"] = (special[0] if special else self.features(dataset)).labels
+            arguments["labels"] = (special[0] if special else self.features(dataset, "base", scorer)).labels
         return arguments
 
     def fit_dataset(self, scorer: Scorer) -> str:
@@ -183,6 +196,7 @@ class Evaluator:
     def metrics(self, scorer: Scorer, name: str | None = None, datasets=None, convention: str | None = None) -> dict:
         "{OOD set: evaluate-dict} of `scorer` (fitted first if it needs ID statistics) against the ID test set."
         name = name or scorer.name
+        self.preprocessing_by_row[name] = self.preprocessing(scorer)
         if getattr(scorer, "requires_fit", False):
             scorer.fit(**self.arrays(scorer, self.fit_dataset(scorer), fitting=True))
         id_scores = scorer.score(**self.arrays(scorer, self.benchmark.id_test))

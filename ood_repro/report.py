@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_RECOMPUTED', 'STATUS_TRAINING_CITED',
            'STATUS_NOT_IN_PAPER', 'COMPARISON_COLUMNS', 'COMPARISON_LEGEND', 'SMOKE_WATERMARK', 'WATERMARK_GID',
-           'FIGURE_DPI', 'paper_results', 'paper_table', 'average_mismatches', 'provenance_note', 'compare',
-           'comparison_wide', 'watermark', 'write_table', 'plot_comparison', 'save_figure', 'publish']
+           'FIGURE_DPI', 'PREPROCESSING_COLUMN', 'paper_results', 'paper_table', 'average_mismatches',
+           'provenance_note', 'compare', 'comparison_wide', 'watermark', 'write_table', 'plot_comparison',
+           'save_figure', 'preprocessing_legend', 'with_preprocessing', 'publish']
 
 # %% ../nbs/05_report.ipynb #83d1c107
 import functools
@@ -326,8 +327,10 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None = None) -> dict[str, Path]:
-    "Write `df` to <output_dir(profile)>/<name>.csv and .md (watermarked unless profile is 'paper'); the paths."
+def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None = None,
+                note: str | None = None) -> dict[str, Path]:
+    """Write `df` to <output_dir(profile)>/<name>.csv and .md (watermarked unless profile is 'paper'), with markdown
+    `note` under the .md table; the paths."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"write_table needs a DataFrame, not {type(df).__name__}.")
     _check_name(name)
@@ -335,7 +338,7 @@ def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None
     directory = (config or load_config()).output_dir(profile)
     flat = _flat(df)
     for_csv = flat if warning is None else flat.assign(profile=profile)
-    markdown = _markdown(flat) + "\n"
+    markdown = _markdown(flat) + "\n" + (f"\n{note.strip()}\n" if note else "")
     if warning is not None:
         markdown = f"**{warning}**\n\n" + markdown
     csv_path = atomic_write(directory / f"{name}.csv", lambda handle: handle.write(for_csv.to_csv(index=False).encode("utf-8")))
@@ -381,17 +384,48 @@ def save_figure(fig: plt.Figure, name: str, profile: str, config: Config | None 
     return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=FIGURE_DPI))
 
 # %% ../nbs/05_report.ipynb #8f970a85
+PREPROCESSING_COLUMN = ("preprocessing", "")
+
+
+def preprocessing_legend(kinds) -> str:
+    "Markdown: what each transform kind in `kinds` does, and why rows differ (for the note under a table)."
+    # imported here: ood_repro.data loads torch and torchvision, which `ood-repro list` (it reads this module) never needs
+    from ood_repro.data import make_transform
+
+    lines = ["**Preprocessing** (column `preprocessing`): each recomputed row's images are prepared as its method's "
+             "release prepares them (`Scorer.preprocessing`), otherwise with the model's own transform "
+             "(`ood_repro.data.make_transform`):"]
+    lines += [f"- `{kind}`: {make_transform(kind).description.split(': ', 1)[1]}" for kind in sorted(set(kinds))]
+    return "\n".join(lines)
+
+
+def with_preprocessing(wide: pd.DataFrame, ours: pd.DataFrame, preprocessing: dict) -> pd.DataFrame:
+    "`wide` with a last column naming the transform kind of each row of `ours` (empty for the paper's own rows)."
+    missing = [label for label in ours.index if label not in preprocessing]
+    if missing:  # further names are fine: a runner may have scored rows that this table does not show
+        raise ValueError(f"`preprocessing` must name the transform kind of every row of `ours`: rows without one "
+                         f"{missing}. Build it from the runners' `preprocessing_by_row`.")
+    wide = wide.copy()
+    wide[PREPROCESSING_COLUMN] = [preprocessing.get(label, "") for label in wide.index]
+    return wide
+
+
 def publish(ours: pd.DataFrame, paper: str, table, name: str, profile: str, config: Config | None = None,
-            aliases: dict | None = None, figure_metric: str | None = "AUROC") -> dict:
-    "Compare `ours` with the paper's table, write table, long comparison and figure; what was made and where."
+            aliases: dict | None = None, figure_metric: str | None = "AUROC", preprocessing: dict | None = None) -> dict:
+    """Compare `ours` with the paper's table, write table, long comparison and figure; what was made and where.
+    `preprocessing`: {row of `ours`: transform kind}, printed as a column and explained under the table."""
     comparison = compare(ours, paper, table, aliases=aliases)
     wide = comparison_wide(comparison)
-    written = {f"table {kind}": path for kind, path in write_table(wide, name, profile, config).items()}
+    legend = None
+    if preprocessing is not None:
+        wide = with_preprocessing(wide, ours, preprocessing)
+        legend = preprocessing_legend(preprocessing.values())
+    written = {f"table {kind}": path for kind, path in write_table(wide, name, profile, config, note=legend).items()}
     written.update({f"comparison {kind}": path
                     for kind, path in write_table(comparison, f"{name}_long", profile, config).items()})
     figure = None
     if figure_metric is not None:
         figure = plot_comparison(comparison, metric=figure_metric)
         written["figure"] = save_figure(figure, f"{name}_{figure_metric.lower()}", profile, config)
-    note = provenance_note(paper, table) + "\n\n" + COMPARISON_LEGEND
+    note = provenance_note(paper, table) + "\n\n" + COMPARISON_LEGEND + (f"\n\n{legend}" if legend else "")
     return {"comparison": comparison, "table": wide, "figure": figure, "written": written, "note": note}

@@ -36,6 +36,7 @@ class Scorer:
     "Base class: a post-hoc OOD scorer on cached arrays. Higher scores mean more in-distribution."
     name = "scorer"
     requires_fit = False  # True for methods that learn statistics from in-distribution training data
+    preprocessing = None  # transform kind of the method's release (ood_repro.data.make_transform); None: the model's
 
     def fit(self, features=None, logits=None, labels=None) -> "Scorer":
         "Learn what the method needs from in-distribution training data; the base method needs nothing."

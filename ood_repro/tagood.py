@@ -938,7 +938,7 @@ class TagOODRun:
         self.num_classes = len(self.class_tags)
         self.cache = FeatureCache(self.config.cache_dir)
         self.entries, self._decompositions, self._trained, self._centres = {}, {}, {}, {}
-        self.scores_by_row = {}
+        self.scores_by_row, self.preprocessing_by_row = {}, {}  # row name → scores; → transform kind (report.publish)
 
     def __repr__(self) -> str:
         return (f"TagOODRun({self.benchmark.name!r}, {self.profile!r}, {self.extractor!r}, {self.num_classes} classes, "
@@ -1067,7 +1067,9 @@ class TagOODRun:
         "{OOD set: evaluate-dict} in this run's convention; the scores are kept in `scores_by_row[name]`."
         scores = self.scores(method, variant, **options)
         id_scores = scores.pop(self.benchmark.id_test)
-        self.scores_by_row[name or f"{method} ({variant})"] = {self.benchmark.id_test: id_scores, **scores}
+        name = name or f"{method} ({variant})"
+        self.scores_by_row[name] = {self.benchmark.id_test: id_scores, **scores}
+        self.preprocessing_by_row[name] = self.extractor.transform.kind
         return {dataset: evaluate(id_scores, ood_scores, convention=self.convention) for dataset, ood_scores in scores.items()}
 
     def evaluate(self, method: str = "tagood", variant: str = "official", name: str | None = None,

@@ -360,6 +360,7 @@ def fit_synood(id_features, id_labels, synthetic_features, class_features, negat
 class SynOOD(Scorer):
     "SynOOD's score: NegLabel with the tuned labels and, by default, the projected image features (inferred)."
     name = "synood"
+    preprocessing = "clip"  # the release encodes images through OpenAI's clip.load preprocess: bicubic resize
 
     def __init__(self, model: SynOODModel, class_features, negative_features, use_projection: bool = True,
                  n_groups: int = 100, scale: float = 100.0, seed: int = 0, chunk_size: int = 4096):
