@@ -65,7 +65,7 @@ MODELS = {spec.name: spec for spec in [
                     "num_heads": (1, 2, 4, 8)}),
     ModelSpec("resnet50", "timm", "resnet50", "tv_in1k", "openood",
               tiny={"channels": (16, 32, 64, 128), "stem_width": 16, "layers": (1, 1, 1, 1)}),
-    ModelSpec("vit-b16", "timm", "deit_base_patch16_224", "fb_in1k", "openood",
+    ModelSpec("vit-b16", "timm", "vit_base_patch16_224", "orig_in21k_ft_in1k", "mcm-vit",
               tiny={"img_size": TINY_IMAGE_SIZE, "embed_dim": 32, "depth": 2, "num_heads": 4}),
     ModelSpec("clip-vit-b16", "open_clip", "ViT-B-16", "openai", "clip", quick_gelu=True,
               tiny={"embed_dim": 32, "vision_cfg": {"image_size": TINY_IMAGE_SIZE, "layers": 2, "width": 32,
@@ -466,7 +466,7 @@ class OpenClipExtractor(Extractor):
 # %% ../nbs/04_backbones.ipynb #6aafdc45
 _TIMM_CHECKPOINT_FILTERS = {  # what timm applies to downloaded weights of these architectures
     "swin_large_patch4_window12_384": swin_transformer.checkpoint_filter_fn,
-    "deit_base_patch16_224": vision_transformer.checkpoint_filter_fn,
+    "vit_base_patch16_224": vision_transformer.checkpoint_filter_fn,
 }
 
 
