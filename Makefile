@@ -24,7 +24,7 @@ $(error BENCH must be full or quick, not $(BENCH))
 endif
 
 .PHONY: install system-deps test test-slow reproduce check-clean check-papermill bench clean
-# Debian packages the tests read: WordNet 3.0 (NegLabel's word corpus, read by NLTK without a download), and the
+# Debian packages the tests read: WordNet 3.0 (the database NegLabel's word corpus is derived from when the release's lists are not configured; read from its data files), and the
 # browser of the JupyterLab test with fonts for its screenshot (driven by Playwright; `playwright install` is never run).
 DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
 # One BLAS/OpenMP thread per process: tests run two notebooks (and papermill kernels) at once on two cores, where

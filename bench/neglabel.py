@@ -34,7 +34,7 @@ from ood_repro.neglabel import group_indices, mine_negatives, neglabel_score  # 
 from ood_repro.synood.finetune import train_projection, tune_negative_labels  # noqa: E402
 
 DIM, N_CLASSES, N_NEGATIVES, N_GROUPS = 512, 1_000, 10_499, 100
-N_NOUNS, N_ADJECTIVES = 57_085, 13_709  # our WordNet corpus (70,794 words; the release's has 70,000)
+N_NOUNS, N_ADJECTIVES = 57_189, 12_811  # the release's word lists, 70,000 words (Debian's WordNet 3.0: 69,917)
 N_MINED = 5_620  # M': distinct labels assigned to the release's 50,000 synthetic images
 CHUNK = 4_096
 TOLERANCE = 1e-5

@@ -6,7 +6,8 @@
 __all__ = ['FIGURES', 'EXTRA_WEIGHTS', 'REQUIREMENTS', 'OPTIONAL_DEPENDENCIES', 'WeightsSpec', 'Experiment', 'catalogue',
            'Parameter', 'notebooks_dir', 'read_parameters', 'UsageError', 'parse_value', 'check_value', 'result_files',
            'result_status', 'list_command', 'RunResult', 'run_command', 'extract_command', 'cache_command', 'Check',
-           'gpu_checks', 'weight_checks', 'dataset_checks', 'dependency_checks', 'doctor', 'doctor_command', 'main']
+           'gpu_checks', 'weight_checks', 'dataset_checks', 'dependency_checks', 'corpus_checks', 'doctor',
+           'doctor_command', 'main']
 
 # %% ../nbs/18_cli.ipynb #9c6a25b1
 import argparse
@@ -29,7 +30,7 @@ import pandas as pd
 from .config import PROFILES, Config, find_repo_root, load_config
 
 # %% ../nbs/18_cli.ipynb #5a657ec1
-FIGURES = {  # (paper, number): title; figures with data only (research/tagood.md "Figures", synood_neglabel.md E)
+FIGURES = {  # (paper, number): title; the figures with data (TagOOD arXiv 2408.15566, SynOOD arXiv 2507.10225)
     ("tagood", 3): "TagOOD Figure 3: threshold τ used to decompose the training images",
     ("tagood", 4): "TagOOD Figure 4: t-SNE of object features before and after the projection (OOD in grey)",
     ("tagood", 5): "TagOOD Figure 5: threshold τ at test time, object vs whole-image features, six OOD sets",
@@ -596,7 +597,7 @@ def dataset_checks(config: Config, specs=None) -> list:
 
 OPTIONAL_DEPENDENCIES = [  # (module, distribution, what needs it)
     ("faiss", "faiss-cpu", "KNN baseline at ImageNet scale (tab1_synood)"),
-    ("nltk", "nltk", "NegLabel's negative labels from WordNet (every SynOOD experiment)"),
+    ("nltk", "nltk", "finding WordNet data fetched by nltk.download (NegLabel's corpus)"),
     ("diffusers", "diffusers", "SynOOD's image generation (tab1, tab3-5, fig3, fig4 of SynOOD)"),
     ("transformers", "transformers", "LLaVA context for SynOOD's generation"),
     ("accelerate", "accelerate", "multi-process extraction (ood-repro extract under torchrun/accelerate launch)"),
@@ -604,18 +605,6 @@ OPTIONAL_DEPENDENCIES = [  # (module, distribution, what needs it)
     ("jupyterlab", "jupyterlab", "reading and running the notebooks in a browser"),
     ("playwright", "playwright", "the JupyterLab browser test (tests/test_jupyterlab.py)"),
 ]
-
-
-def _wordnet_location() -> str | None:
-    "Where NLTK's WordNet data or Debian's wordnet-base files are, or None."
-    try:
-        import nltk
-
-        return str(nltk.data.find("corpora/wordnet"))
-    except (ImportError, LookupError):
-        pass
-    debian = Path("/usr/share/wordnet")
-    return str(debian) if (debian / "data.noun").is_file() else None
 
 
 def dependency_checks() -> list:
@@ -629,11 +618,6 @@ def dependency_checks() -> list:
         ok = present and version is not None
         detail = f"{distribution} {version}" if ok else f"{distribution} is not installed (pip install {distribution})"
         checks.append(Check("dependencies", module, ok, detail, "" if ok else needed_by))
-    wordnet = _wordnet_location()
-    checks.append(Check("dependencies", "wordnet", wordnet is not None,
-                        f"WordNet data at {wordnet}" if wordnet else
-                        "no WordNet data (Debian: apt-get install wordnet-base; `make install` does it)",
-                        "" if wordnet else "NegLabel's negative labels (every SynOOD experiment)"))
     chromium = shutil.which("chromium")
     checks.append(Check("dependencies", "chromium", chromium is not None,
                         f"browser at {chromium}" if chromium else
@@ -642,9 +626,32 @@ def dependency_checks() -> list:
     return checks
 
 
+def corpus_checks(config: Config) -> list:
+    "The WordNet database found, and which corpus NegLabel's paper-profile runs will mine from."
+    # imported here: the neglabel module brings torch, seconds of start-up for every other command
+    from ood_repro.neglabel import corpus_status, find_wordnet, wordnet_version
+
+    try:
+        location = find_wordnet(config)
+        wordnet = Check("corpus", "wordnet", True, f"WordNet {wordnet_version(location)} at {location}")
+    except FileNotFoundError:
+        wordnet = Check("corpus", "wordnet", False, "no WordNet database (Debian: apt-get install wordnet-base, which "
+                        "`make install` does; or python -c \"import nltk; nltk.download('wordnet31')\")",
+                        "NegLabel's corpus where the release's word lists are not given")
+    try:
+        exact, detail = corpus_status(config)
+    except FileNotFoundError as error:  # a configured word-list folder that is not there
+        exact, detail = False, str(error)
+    corpus = Check("corpus", "neglabel", exact, detail,
+                   "" if exact else "the release's exact NegLabel corpus in SynOOD's paper runs (they mine from the "
+                   "WordNet derivation instead)")
+    return [wordnet, corpus]
+
+
 def doctor(config: Config, datasets=None) -> list:
     "Every check of `ood-repro doctor`, in the order it prints them."
-    return gpu_checks() + weight_checks(config) + dataset_checks(config, datasets) + dependency_checks()
+    return (gpu_checks() + weight_checks(config) + dataset_checks(config, datasets) + dependency_checks()
+            + corpus_checks(config))
 
 
 def doctor_command(config: Config, out) -> int:
