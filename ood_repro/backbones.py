@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['EXTRACTOR_VERSION', 'TINY_IMAGE_SIZE', 'TINY_CLIP_TEXT', 'MODELS', 'BLOCK_NORM_VERSION', 'LOCAL_FEATURES_VERSION',
-           'ModelSpec', 'get_spec', 'models_table', 'read_state_dict', 'load_state_dict_strict', 'file_sha256',
-           'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file', 'resolve_weights', 'Extractor',
-           'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier', 'clip_tokenizer',
-           'OpenClipExtractor', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle',
-           'JigsawExtractor']
+           'ModelSpec', 'get_spec', 'models_table', 'load_checkpoint', 'read_state_dict', 'load_state_dict_strict',
+           'file_sha256', 'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file',
+           'resolve_weights', 'Extractor', 'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier',
+           'clip_tokenizer', 'OpenClipExtractor', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order',
+           'jigsaw_puzzle', 'JigsawExtractor']
 
 # %% ../nbs/04_backbones.ipynb #3cdd4be7
 import functools
@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,21 +101,63 @@ def models_table() -> pd.DataFrame:
 _ENVELOPE_KEYS = ("state_dict", "model")
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since PyTorch 1.6 is a zip archive
+
+
+def _torch_reason(error: Exception) -> str:
+    "The informative line of a torch.load or safetensors error (theirs run to many lines of advice)."
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # what weights-only loading refused: a global, or an opcode of garbage
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else ""
+
+
+def load_checkpoint(path: Path | str):
+    "The content of checkpoint file `path`, read without running code: safetensors, or torch.save's zip (memory-mapped) or legacy format."
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            return load_safetensors(str(path), device="cpu")
+        except Exception as error:  # safetensors' own errors name neither the file nor what is wrong with it
+            raise ValueError(f"Checkpoint {path} ({path.stat().st_size:,} bytes) is not a readable .safetensors "
+                             f"file ({_torch_reason(error) or type(error).__name__}): is it complete, and really in "
+                             f"that format?") from error
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == _ZIP_MAGIC
+    try:
+        with warnings.catch_warnings():
+            # torch warns about a plain pickle's protocol and a TorchScript archive before it fails on them: the
+            # errors below say what matters, in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive", category=UserWarning)
+            # only the zip format can be memory-mapped; the legacy one (torch.save(..., _use_new_zipfile_serialization=False),
+            # and every file from before PyTorch 1.6) is read whole, just as safely
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except Exception as error:  # garbage and truncated files fail anywhere in the unpickler, with any exception
+        reason = _torch_reason(error)
+        # UnpicklingError means a refused global or call (code in the file), or an opcode no pickle has (garbage)
+        if isinstance(error, pickle.UnpicklingError) and not reason.startswith(("Unsupported operand", "invalid load key")):
+            raise ValueError(f"Refusing to load {path}: it is not a weights-only state dict, its pickle holds Python "
+                             f"objects besides tensors, and weights-only loading refuses them without running them "
+                             f"({reason}).") from error
+        if "TorchScript" in str(error):
+            raise ValueError(f"Checkpoint {path} is a TorchScript archive, not a state dict: use open_clip's "
+                             f"`open_clip_pytorch_model.bin` or a .safetensors file instead (OpenAI's original "
+                             f"`ViT-B-16.pt` is such an archive).") from error
+        what = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+        raise ValueError(f"Checkpoint {path} ({path.stat().st_size:,} bytes) is not a weights-only state dict that "
+                         f"torch.load can read ({what}): is it complete, and saved with torch.save (or a "
+                         f".safetensors file)?") from error
+
+
 def read_state_dict(path: Path | str) -> dict:
     "The tensors of checkpoint `path` (.safetensors, or a torch.save file) as a flat name → tensor dict."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist; check the `checkpoint` argument or the "
                                 f"`checkpoints:` entry of the config file.")
-    if path.suffix == ".safetensors":
-        state = load_safetensors(str(path), device="cpu")
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except (RuntimeError, pickle.UnpicklingError) as error:
-            raise ValueError(f"Checkpoint {path} is not a weights-only state dict saved with torch.save ({error}). "
-                             f"TorchScript archives such as OpenAI's original `ViT-B-16.pt` are not state dicts: "
-                             f"use open_clip's `open_clip_pytorch_model.bin` or a .safetensors file instead.") from error
+    state = load_checkpoint(path)
     for key in _ENVELOPE_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

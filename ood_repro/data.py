@@ -4,17 +4,20 @@
 
 # %% auto #0
 __all__ = ['ROLES', 'LAYOUTS', 'DATASETS', 'BENCHMARKS', 'IMAGE_EXTENSIONS', 'RGB_CONVERSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'CLIP_MEAN', 'CLIP_STD', 'INCEPTION_MEAN', 'INCEPTION_STD', 'TOY_GENERATOR_VERSION', 'TOY_MARKER',
-           'TOY_ID_CLASSES', 'TOY_NEAR_OBJECTS', 'TOY_BACKGROUNDS', 'TOY_TEXTURES', 'TOY_SETS', 'SMOKE_COUNTERPARTS',
-           'DatasetSpec', 'get_spec', 'BadImageError', 'load_image', 'list_images', 'read_image_list', 'ImageTransform',
-           'make_transform', 'ImageDataset', 'make_toy_benchmark', 'check_counts', 'toy_root', 'get_dataset',
-           'class_names', 'jpeg_complexity_ranking']
+           'CLIP_MEAN', 'CLIP_STD', 'INCEPTION_MEAN', 'INCEPTION_STD', 'DATASET_IDENTITIES', 'TOY_GENERATOR_VERSION',
+           'TOY_MARKER', 'TOY_ID_CLASSES', 'TOY_NEAR_OBJECTS', 'TOY_BACKGROUNDS', 'TOY_TEXTURES', 'TOY_SETS',
+           'SMOKE_COUNTERPARTS', 'DatasetSpec', 'get_spec', 'BadImageError', 'load_image', 'DatasetLayoutWarning',
+           'list_images', 'read_image_list', 'ImageTransform', 'make_transform', 'ImageDataset', 'make_toy_benchmark',
+           'check_counts', 'toy_root', 'get_dataset', 'class_names', 'jpeg_complexity_ranking']
 
 # %% ../nbs/02_data.ipynb #925f3f36
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
+import time
 import uuid
 import warnings
 import zlib
@@ -169,15 +172,42 @@ def _to_rgb(image: Image.Image, rgb: str = "release") -> Image.Image:
     return _release_rgb(image) if _check_rgb(rgb) == "release" else _composite_rgb(image)
 
 
+def _os_reason(error: OSError, path: Path) -> str:
+    "Why the file system refuses `path`, in words; a dangling symbolic link and a link loop are named as such."
+    if error.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if error.errno == errno.ENOENT and os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a dangling symbolic link (its target {target} does not exist)"
+    return f"cannot read the file ({error.strerror or error})"
+
+
+def _folder_reason(path: Path) -> str:
+    "What to say about a folder where an image file was expected."
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as error:
+        return f"a folder whose entries cannot be listed ({error.strerror or error})"
+    return "a folder, not an image file"
+
+
 def load_image(path, rgb: str = "release") -> Image.Image:
-    "The image at `path` as 8-bit RGB (conversion `rgb`); `BadImageError` for an empty, missing, truncated, corrupt or non-image file."
+    "The image at `path` as 8-bit RGB (conversion `rgb`); `BadImageError` for an empty, missing, unreadable, truncated, corrupt or non-image file."
     path = Path(path)
     _check_rgb(rgb)
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as error:
-        raise BadImageError(path, f"cannot read the file ({error.strerror or error})") from error
-    if size == 0:
+        raise BadImageError(path, _os_reason(error, path)) from error
+    if stat.S_ISDIR(status.st_mode):
+        raise BadImageError(path, _folder_reason(path))
+    if not stat.S_ISREG(status.st_mode):  # reading a FIFO would block for ever
+        raise BadImageError(path, "neither a file nor a folder (a FIFO, socket or device)")
+    if status.st_size == 0:
         raise BadImageError(path, "empty file (0 bytes)")
     try:
         with Image.open(path) as image:
@@ -187,16 +217,87 @@ def load_image(path, rgb: str = "release") -> Image.Image:
         raise BadImageError(path, "not an image file PIL can identify (wrong extension or corrupt header)") from error
     except Image.DecompressionBombError as error:
         raise BadImageError(path, f"too many pixels for PIL's decompression-bomb guard ({error})") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+    except OSError as error:
+        if error.errno is not None:  # the operating system refused (permissions, I/O error); PIL's own errors have none
+            raise BadImageError(path, _os_reason(error, path)) from error
+        raise BadImageError(path, f"truncated or corrupt image data ({error})") from error
+    except (SyntaxError, ValueError, EOFError) as error:
         raise BadImageError(path, f"truncated or corrupt image data ({error})") from error
 
 # %% ../nbs/02_data.ipynb #803966c0
-def _visible_entries(folder: Path) -> list:
-    return sorted((entry for entry in os.scandir(folder) if not entry.name.startswith(".")), key=lambda e: e.name)
+class DatasetLayoutWarning(UserWarning):
+    "Entries of a dataset folder that cannot be read (kept as items that extraction skips), or that its layout ignores."
+
+
+def _visible_entries(folder) -> list:
+    with os.scandir(folder) as entries:
+        return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda e: e.name)
 
 
 def _is_image_name(name: str, suffixes: set) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes
+
+
+def _entry_kind(entry: os.DirEntry) -> tuple:
+    "('folder' | 'file' | 'unreadable', reason or None) of `entry`, following symbolic links."
+    try:
+        # DirEntry answers from the directory listing where it can: no stat for plain files and folders
+        if entry.is_dir():
+            return "folder", None
+        if entry.is_file():
+            return "file", None
+        os.stat(entry.path)  # neither: a link to nothing fails here; a FIFO, socket or device does not
+    except OSError as error:  # a link loop, a dangling link, a permission denied on the way
+        return "unreadable", _os_reason(error, Path(entry.path))
+    return "unreadable", "neither a file nor a folder (a FIFO, socket or device)"
+
+
+def _root_entries(root: Path, suffixes: set) -> list:
+    "(name, role, reason) of each visible entry of `root`: role 'folder', 'image' or 'other'; reason when unreadable."
+    roles = []
+    for entry in _visible_entries(root):
+        kind, reason = _entry_kind(entry)
+        if kind == "unreadable":  # what it is cannot be seen: it is taken for what its name says
+            kind = "file" if os.path.splitext(entry.name)[1] else "folder"
+        role = "folder" if kind == "folder" else "image" if _is_image_name(entry.name, suffixes) else "other"
+        roles.append((entry.name, role, reason))
+    return roles
+
+
+def _folder_images(folder: Path, prefix: str, suffixes: set, unreadable: list, ignored: list) -> list | None:
+    "Sorted image names directly in `folder` (None when it cannot be listed); notes unreadable and ignored entries."
+    try:
+        entries = _visible_entries(folder)
+    except OSError as error:
+        unreadable.append((prefix, f"a folder whose entries cannot be listed ({error.strerror or error})"))
+        return None
+    names = []
+    for entry in entries:
+        if not _is_image_name(entry.name, suffixes):
+            try:
+                deeper = entry.is_dir()
+            except OSError:
+                deeper = False  # unreadable, and not an image by its name: like any other non-image file
+            if deeper:
+                ignored.append((f"{prefix}/{entry.name}", "a folder below the first level"))
+            continue
+        kind, reason = _entry_kind(entry)
+        if kind == "folder":
+            ignored.append((f"{prefix}/{entry.name}", "a folder below the first level"))
+            continue
+        if kind == "unreadable":
+            unreadable.append((f"{prefix}/{entry.name}", reason))
+        names.append(entry.name)
+    return names
+
+
+def _entries(count: int) -> str:
+    return f"{count:,} entr{'y' if count == 1 else 'ies'}"
+
+
+def _examples(entries: list, limit: int = 5) -> str:
+    shown = "; ".join(f"{name} ({reason})" for name, reason in entries[:limit])
+    return shown + (f"; … (+{len(entries) - limit:,} more)" if len(entries) > limit else "")
 
 
 def list_images(root, layout: str, extensions=IMAGE_EXTENSIONS) -> tuple:
@@ -207,15 +308,54 @@ def list_images(root, layout: str, extensions=IMAGE_EXTENSIONS) -> tuple:
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist.")
     suffixes = {extension.lower() for extension in extensions}
-    subfolders = [entry for entry in _visible_entries(root) if entry.is_dir()]
-    files, labels = [], []
-    for class_index, subfolder in enumerate(subfolders):
-        names = sorted(entry.name for entry in os.scandir(subfolder.path)
-                       if entry.is_file() and _is_image_name(entry.name, suffixes))
-        files.extend(root / subfolder.name / name for name in names)
-        labels.extend([class_index if layout == "class_folders" else -1] * len(names))
-    class_names = [entry.name for entry in subfolders] if layout == "class_folders" else None
-    return files, np.asarray(labels, dtype=np.int64), class_names
+    by_class = layout == "class_folders"
+    files, labels, classes, unreadable, ignored = [], [], [], [], []
+    for name, role, reason in _root_entries(root, suffixes):
+        if role == "other":
+            if reason is not None:
+                ignored.append((name, f"{reason}, and not an image by its name"))
+            continue
+        if role == "image":
+            if by_class:
+                ignored.append((name, "an image directly in the root folder, where class_folders has no class for it"))
+                continue
+            if reason is not None:
+                unreadable.append((name, reason))
+            files.append(root / name)
+            labels.append(-1)
+            continue
+        label = len(classes) if by_class else -1
+        classes.append(name)  # an unreadable class folder keeps its place, so that no other label shifts
+        if reason is not None:
+            unreadable.append((name, reason))
+            names = None
+        else:
+            names = _folder_images(root / name, name, suffixes, unreadable, ignored)
+        if names is None:  # one item stands for the folder: extraction skips it and records why
+            files.append(root / name)
+            labels.append(label)
+        else:
+            files.extend(root / name / image for image in names)
+            labels.extend([label] * len(names))
+    where = f"Image folder {root} ({layout})"
+    if unreadable:
+        warnings.warn(f"{where}: {_entries(len(unreadable))} that cannot be read kept as dataset items, which "
+                      f"extraction skips and records like corrupt images: {_examples(unreadable)}.",
+                      DatasetLayoutWarning, stacklevel=2)
+    if ignored:
+        reads = ("images inside one folder per class" if by_class else
+                 "images in the root folder and inside its subfolders, one level deep")
+        warnings.warn(f"{where}: {_entries(len(ignored))} ignored (this layout reads {reads}): {_examples(ignored)}.",
+                      DatasetLayoutWarning, stacklevel=2)
+    return files, np.asarray(labels, dtype=np.int64), (classes if by_class else None)
+
+
+def _readable_file(path: Path) -> bool:
+    "Whether `path` is a file that exists (following links); False for a dangling link, a loop or no permission."
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def read_image_list(list_file, image_dir, ood: bool = True) -> tuple:
@@ -301,22 +441,44 @@ def make_transform(kind: str, image_size: int | None = None, rgb: str = "release
                           interpolation, mean, std, rgb)
 
 # %% ../nbs/02_data.ipynb #8dd0fc9e
-class ImageDataset(torch.utils.data.Dataset):
-    "Image files with integer labels (-1 for OOD), loaded robustly and preprocessed by `transform`."
+DATASET_IDENTITIES = ("stat", "content")  # what ImageDataset.manifest_id hashes per file; see the table above
+_MANIFEST_VERSION = 2  # 1: size and mtime in whole seconds
+_SETTLED_NS = 2 * 10**9  # `content` keeps a file's hash only when its last change (ctime) is older than this
 
-    def __init__(self, name: str, root, files, labels, transform=None, classes=None):
+
+def _content_sha256(path: Path) -> str:
+    "SHA-256 of the bytes of `path`, read in 1 MiB blocks."
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    "Image files with integer labels (-1 for OOD), loaded robustly, preprocessed by `transform`, identified per `identity`."
+
+    def __init__(self, name: str, root, files, labels, transform=None, classes=None, identity: str = "stat"):
         if len(files) != len(labels):
             raise ValueError(f"Dataset {name!r}: {len(files)} files but {len(labels)} labels.")
+        if identity not in DATASET_IDENTITIES:
+            raise ValueError(f"Dataset {name!r}: identity must be one of {DATASET_IDENTITIES} (what the manifest "
+                             f"hashes per file: size and modification time, or the bytes), got {identity!r}.")
         self.name = name
         self.root = Path(root)
         self.files = [Path(f) for f in files]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
         self.classes = list(classes) if classes is not None else None
-        self._manifest_id = None
+        self.identity = identity
+        self._hashes = {}  # path -> (stat signature, SHA-256): `content` re-reads a file only when its stat changes
 
     def __len__(self):
         return len(self.files)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers get a pickled copy: the content hashes (a million entries for ImageNet) stay here
+        return {**self.__dict__, "_hashes": {}}
 
     @property
     def rgb(self) -> str:
@@ -332,30 +494,55 @@ class ImageDataset(torch.utils.data.Dataset):
         tensor = self.transform(image) if self.transform is not None else TF.to_tensor(image)
         return {"image": tensor, "label": label, "index": index, "error": None}
 
+    def _derived(self, files, labels, transform) -> "ImageDataset":
+        derived = ImageDataset(self.name, self.root, files, labels, transform, self.classes, self.identity)
+        derived._hashes = self._hashes  # the same files: no need to hash them twice
+        return derived
+
     def with_transform(self, transform) -> "ImageDataset":
         "The same files and labels with another transform."
-        return ImageDataset(self.name, self.root, self.files, self.labels, transform, self.classes)
+        return self._derived(self.files, self.labels, transform)
 
     def subset(self, indices) -> "ImageDataset":
         "The items at `indices` (e.g. the first `max_images`), as a dataset of its own with its own manifest."
         indices = np.asarray(indices, dtype=np.int64)
-        return ImageDataset(self.name, self.root, [self.files[i] for i in indices], self.labels[indices],
-                            self.transform, self.classes)
+        return self._derived([self.files[i] for i in indices], self.labels[indices], self.transform)
+
+    def _file_identity(self, path: Path) -> str:
+        "The per-file part of the manifest: size and mtime in ns (`stat`), or size and SHA-256 (`content`)."
+        try:
+            status = path.stat()
+        except OSError:
+            return "unreadable"
+        if self.identity == "stat":
+            return f"{status.st_size}\t{status.st_mtime_ns}"
+        if not stat.S_ISREG(status.st_mode):
+            return "not a file"
+        # ctime changes on every write and cannot be set back, so an unchanged signature means unchanged bytes
+        signature = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+        known = self._hashes.get(path)
+        if known is not None and known[0] == signature:
+            return f"{status.st_size}\t{known[1]}"
+        started = time.time_ns()
+        try:
+            digest = _content_sha256(path)
+        except OSError:
+            return "unreadable"
+        # as git's "racily clean" rule: the file clock advances in ticks of a few ms, so a file written just now
+        # could be written again within the same tick without a new signature; its hash is kept once it settled
+        if started - status.st_ctime_ns > _SETTLED_NS:
+            self._hashes[path] = (signature, digest)
+        return f"{status.st_size}\t{digest}"
 
     def manifest_id(self) -> str:
-        "A hash of every file's relative path, size, mtime and label: changes whenever the data changes."
-        if self._manifest_id is None:
-            digest = hashlib.sha256()
-            for path, label in zip(self.files, self.labels.tolist()):
-                try:
-                    stat = path.stat()
-                    size, mtime = stat.st_size, int(stat.st_mtime)
-                except OSError:
-                    size, mtime = -1, -1
-                relative = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
-                digest.update(f"{relative}\t{size}\t{mtime}\t{label}\n".encode())
-            self._manifest_id = digest.hexdigest()[:16]
-        return self._manifest_id
+        "A hash of every file's relative path, label and identity (see `identity`): changes whenever the data changes."
+        digest = hashlib.sha256(f"ood_repro manifest {_MANIFEST_VERSION} {self.identity}\n".encode())
+        hashing = self.identity == "content" and len(self.files) >= 1000
+        for path, label in tqdm(zip(self.files, self.labels.tolist()), total=len(self.files), disable=not hashing,
+                                desc=f"hashing {self.name}", unit="file"):
+            relative = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+            digest.update(f"{relative}\t{self._file_identity(path)}\t{label}\n".encode())
+        return digest.hexdigest()[:16]
 
     def __repr__(self):
         return f"ImageDataset({self.name!r}, {len(self)} images, root={str(self.root)!r})"
@@ -375,7 +562,7 @@ SMOKE_COUNTERPARTS = {"imagenet-train": "id_train", "imagenet-val": "id_test", "
                       "SUN": "scenes_1", "Places": "scenes_2", "Textures": "textures", "Textures-OpenOOD": "textures",
                       "ImageNet-O": "near_2", "SSB-hard": "near_3", "NINCO": "near_4", "OpenImage-O": "mix",
                       "OpenImage-O-OpenOOD": "mix"}
-_TOY_MTIME = 1_700_000_000  # a fixed modification time, so regenerated files keep their manifest id
+_TOY_MTIME = 1_700_000_000  # the base of the files' fixed mtime (_toy_mtime): regenerated files keep their manifest id
 
 # %% ../nbs/02_data.ipynb #d706e7ad
 def _random_colour(rng, low=40, high=215) -> np.ndarray:
@@ -501,6 +688,14 @@ def _toy_marker(seed, image_size, n_train_per_class, n_test_per_class, n_ood, qu
                        "n_test_per_class": n_test_per_class, "n_ood": n_ood, "quality": quality}}
 
 
+def _toy_mtime(marker: dict) -> int:
+    "The modification time of every file of the toy benchmark described by `marker` (whole seconds since the epoch)."
+    # the same for every regeneration with this marker, so manifests and cached features survive it; another
+    # for any other marker (parameters, generator or Pillow version), so a changed file of the same size is never
+    # taken for the old one. Even seconds, which every file system stores exactly (FAT has 2 s steps).
+    return _TOY_MTIME + 2 * (zlib.crc32(json.dumps(marker, sort_keys=True).encode()) % 43_200)
+
+
 def _read_marker(root: Path):
     try:
         return json.loads((root / TOY_MARKER).read_text(encoding="utf-8"))
@@ -522,6 +717,7 @@ def make_toy_benchmark(root, seed: int = 0, image_size: int = 64, n_train_per_cl
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    mtime = _toy_mtime(marker)
     try:
         for set_name in TOY_SETS:
             for subfolder, stem, pixels in _toy_set_images(set_name, int(seed), int(image_size),
@@ -529,7 +725,7 @@ def make_toy_benchmark(root, seed: int = 0, image_size: int = 64, n_train_per_cl
                 path = staging / set_name / subfolder / f"{stem}.jpg"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels).save(path, format="JPEG", quality=quality)
-                os.utime(path, (_TOY_MTIME, _TOY_MTIME))
+                os.utime(path, (mtime, mtime))
         (staging / TOY_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         _swap_into_place(staging, root, marker)
     finally:
@@ -590,9 +786,9 @@ def _verify_count(spec: DatasetSpec, files: list, where: Path, strict: bool) -> 
     if len(files) != spec.count:
         problems.append(f"found {len(files):,} images in {where} but expected {spec.count:,}")
     if spec.layout == "image_list":
-        missing = [path for path in files if not path.is_file()]
+        missing = [path for path in files if not _readable_file(path)]
         if missing:
-            problems.append(f"{len(missing):,} listed files are missing, e.g. {missing[0]}")
+            problems.append(f"{len(missing):,} listed files are missing or unreadable, e.g. {missing[0]}")
     if problems:
         message = (f"Dataset {spec.name!r}: " + "; ".join(problems) + f". Source: {spec.source}. An incomplete "
                    "dataset changes every metric; pass strict=False to use it anyway.")
@@ -622,7 +818,7 @@ def toy_root(config: Config | None = None) -> Path:
 
 
 def get_dataset(name, profile: str = "smoke", config: Config | None = None, transform=None,
-                strict: bool = True, extensions=IMAGE_EXTENSIONS) -> ImageDataset:
+                strict: bool = True, extensions=IMAGE_EXTENSIONS, identity: str = "stat") -> ImageDataset:
     "Dataset `name` (canonical name or DatasetSpec): its toy counterpart in `smoke`, the real, count-checked data in `paper`."
     spec = get_spec(name)
     _check_profile(profile)
@@ -637,7 +833,7 @@ def get_dataset(name, profile: str = "smoke", config: Config | None = None, tran
     else:
         root, files, labels, classes = _scan(spec, config, extensions)
         _verify_count(spec, files, root, strict)
-    return ImageDataset(spec.name, root, files, labels, transform, classes)
+    return ImageDataset(spec.name, root, files, labels, transform, classes, identity=identity)
 
 
 def class_names(name="imagenet-val", profile: str = "smoke", config: Config | None = None) -> list:
@@ -652,7 +848,9 @@ def class_names(name="imagenet-val", profile: str = "smoke", config: Config | No
     location = _dataset_location(spec, config)
     if not location.is_dir():
         raise FileNotFoundError(_missing_message(spec, location, location))
-    return [entry.name for entry in _visible_entries(location) if entry.is_dir()]
+    # the class folders exactly as list_images numbers them, unreadable ones included
+    suffixes = {extension.lower() for extension in IMAGE_EXTENSIONS}
+    return [name for name, role, _ in _root_entries(location, suffixes) if role == "folder"]
 
 # %% ../nbs/02_data.ipynb #651b072b
 def jpeg_complexity_ranking(files, labels, n_per_class: int = 50, progress: bool = False) -> pd.DataFrame:

@@ -14,9 +14,7 @@ import functools
 import hashlib
 import json
 import math
-import pickle
 import re
-import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from torch import nn
 
-from .backbones import file_sha256, hub_offline
+from .backbones import file_sha256, hub_offline, load_checkpoint
 from .config import PROFILES, load_config
 from .data import TOY_BACKGROUNDS, TOY_ID_CLASSES, TOY_NEAR_OBJECTS, TOY_TEXTURES, make_transform
 
@@ -309,10 +307,10 @@ class RAM(nn.Module):
         return RAMOutput(tokens, tag_logits, attentions)
 
     @classmethod
-    def from_checkpoint(cls, path, variant: str = "ram", config: RAMConfig | None = None) -> "RAM":
-        "A RAM network with the weights of official checkpoint `path` (key layout of `ram_swin_large_14m.pth`)."
+    def from_checkpoint(cls, path, variant: str = "ram", config: RAMConfig | None = None, ignore=()) -> "RAM":
+        "A RAM network with the weights of official checkpoint `path` (key layout of `ram_swin_large_14m.pth`); `ignore`: further unused key prefixes."
         model = cls(config or REAL_CONFIG, variant)
-        load_official_state(model, read_ram_checkpoint(path), str(path))
+        load_official_state(model, read_ram_checkpoint(path), str(path), ignore=ignore)
         return model.eval()
 
 # %% ../nbs/13_ram.ipynb #33178c65
@@ -328,23 +326,12 @@ _OFFICIAL_HEAD_PARTS = {ours: official for official, ours in _HEAD_PARTS.items()
 
 
 def read_ram_checkpoint(path) -> dict:
-    "The state dict (name -> tensor) of a RAM checkpoint file, read weights-only and memory-mapped."
+    "The state dict (name -> tensor) of a RAM checkpoint file, read weights-only (memory-mapped where the format allows)."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"RAM checkpoint {path} does not exist; pass the path of ram_swin_large_14m.pth "
                                 f"(or ram_plus_swin_large_14m.pth) or set `checkpoints: {{ram: ...}}` in the config file.")
-    try:
-        try:
-            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            content = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: cannot be mapped
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"Refusing to load {path}: it holds pickled Python objects besides tensors, and "
-                         f"weights-only loading does not run code from files ({error}).") from error
-    except RuntimeError as error:
-        raise ValueError(f"Cannot read {path} as a PyTorch checkpoint ({error}).") from error
+    content = load_checkpoint(path)  # zip or legacy torch.save format, or safetensors; errors name the file
     state = content.get("model", content) if isinstance(content, dict) else content
     if not isinstance(state, dict) or not state or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise ValueError(f"{path} does not hold a RAM state dict (a mapping of names to tensors, possibly under 'model').")
@@ -384,12 +371,20 @@ def _listing(names: list, limit: int = 10) -> str:
     return ", ".join(names[:limit]) + (f" … (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def load_official_state(model: RAM, state: dict, source: str = "checkpoint") -> None:
-    "Load an official-layout state dict into `model`, strictly on every tensor it needs (`source` names the file)."
+def _unused_keys_text() -> str:
+    "The keys every RAM checkpoint may hold that the tagging path does not use, in words (for errors)."
+    return (", ".join(f"{prefix}*" for prefix in _IGNORED_PREFIXES) + ", " + ", ".join(_IGNORED_KEYS) +
+            " and Swin's " + " and ".join(f"*{suffix}" for suffix in _SWIN_BUFFERS) + " buffers")
+
+
+def load_official_state(model: RAM, state: dict, source: str = "checkpoint", ignore=()) -> None:
+    "Load an official-layout state dict into `model`, strictly: every key is needed, known unused, or prefixed by `ignore`."
+    if isinstance(ignore, str) or not all(isinstance(prefix, str) and prefix for prefix in ignore):
+        raise TypeError(f"`ignore` must be a sequence of non-empty key prefixes, got {ignore!r}.")
     converted, renamed_from = {}, {}
     for key, tensor in state.items():
         name = our_name(key)
-        if name is None:
+        if name is None or key.startswith(tuple(ignore)):
             continue
         if name in converted:
             raise ValueError(f"{source} holds both {renamed_from[name]!r} and {key!r}, which are the same parameter.")
@@ -399,19 +394,21 @@ def load_official_state(model: RAM, state: dict, source: str = "checkpoint") -> 
     mismatched = [f"{renamed_from[name]} (file {tuple(converted[name].shape)}, {model.variant} "
                   f"{tuple(tensor.shape)})" for name, tensor in expected.items()
                   if name in converted and converted[name].shape != tensor.shape]
-    if missing or mismatched:
+    unexpected = sorted(renamed_from[name] for name in set(converted) - set(expected))
+    if missing or mismatched or unexpected:
         problems = [f"{label}: {_listing(names)}" for label, names in
-                    [("missing keys", missing), ("shape mismatches", mismatched)] if names]
+                    [("missing keys", missing), ("shape mismatches", mismatched), ("unexpected keys", unexpected)] if names]
         hint = ""
         if "label_embed" in converted and converted["label_embed"].shape != expected["label_embed"].shape:
             other = "ram" if model.variant == "ram_plus" else "ram_plus"
             hint = (f" label_embed has {converted['label_embed'].shape[0]} rows: is this a checkpoint of variant "
                     f"{other!r}?")
+        if unexpected:
+            hint += (f" Unexpected keys are neither RAM's tagging path nor its known unused keys ({_unused_keys_text()}): "
+                     f"is the file another model's, or a RAM with more parts? If they are known to be unused, name "
+                     f"their prefixes in `ignore=` (RAM.from_checkpoint, load_official_state).")
         raise ValueError(f"{source} does not fit RAM variant {model.variant!r} with this configuration: "
                          + "; ".join(problems) + "." + hint)
-    unexpected = sorted(renamed_from[name] for name in set(converted) - set(expected))
-    if unexpected:
-        warnings.warn(f"{source}: keys not used by RAM's tagging path, not loaded: {_listing(unexpected)}.")
     model.load_state_dict({name: converted[name] for name in expected}, strict=True)
 
 # %% ../nbs/13_ram.ipynb #b2e13fb0
