@@ -620,8 +620,8 @@ def _load_dataset(name: str, layout: str, profile: str, config: Config, transfor
     folder = Path(name)
     files, labels, classes = list_images(folder, layout)
     if not files:
-        raise UsageError(f"The folder {folder} holds no image files in the {layout} layout (images inside "
-                         "subfolders, one per class or group).")
+        raise UsageError(f"The folder {folder} holds no image files in the {layout} layout (images in it or in "
+                         "its subfolders, one level deep; with `--layout class_folders`, one subfolder per class).")
     return ImageDataset(folder.name, folder, files, labels, transform, classes)
 
 
