@@ -864,6 +864,8 @@ def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, i
     for index in pending:
         batch = batches[index]
         missing = [not _finished(out_dir, item["name"], image_format) for item in batch]
+        if not any(missing):  # another writer of this folder finished the batch meanwhile
+            continue
         pixels, records = produce(batch)
         for item, image, record, write in zip(batch, pixels, records, missing):
             if write:
