@@ -19,6 +19,8 @@ BENCH_baselines := --scale 0.02 --bank 50000 --repeats 1 --methods msp maxlogit 
 BENCH_tagood := --n-train 128 --n-project 128 --n-images 12 --repeats 1
 BENCH_neglabel := --images 10000 --finetune-features 10000 --repeats 1
 BENCH_skipgrad := --steps 5 --repeats 2
+BENCH_cache := --gib 0.25 --repeats 1
+BENCH_negative_labels := --images 10000 --repeats 1
 else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
@@ -77,6 +79,8 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/tagood.py $(BENCH_tagood)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/neglabel.py $(BENCH_neglabel)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/skipgrad.py $(BENCH_skipgrad)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/cache.py $(BENCH_cache)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/negative_labels.py $(BENCH_negative_labels)
 
 # Every experiment notebook in nbs/ (found by the CLI, so new ones need no edit here), a summary, then every file written.
 reproduce: install

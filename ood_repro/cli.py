@@ -7,9 +7,9 @@ __all__ = ['FIGURES', 'EXTRA_WEIGHTS', 'REQUIREMENTS', 'KINDS', 'PARAMETER_RULES
            'Experiment', 'catalogue', 'Parameter', 'notebooks_dir', 'read_parameters', 'UsageError', 'ParameterError',
            'Rule', 'parse_value', 'accepted_kinds', 'check_parameter', 'check_relations', 'unknown_parameter',
            'check_value', 'notebook_file', 'injected_names', 'check_parameters', 'result_files', 'result_status',
-           'list_command', 'RunResult', 'executed_notebooks', 'run_command', 'extract_command', 'cache_command',
-           'Check', 'gpu_checks', 'weight_checks', 'dataset_checks', 'dependency_checks', 'corpus_checks', 'doctor',
-           'doctor_command', 'main']
+           'list_command', 'RunResult', 'executed_notebooks', 'run_command', 'extract_command', 'cache_verify_command',
+           'cache_command', 'Check', 'gpu_checks', 'weight_checks', 'dataset_checks', 'dependency_checks',
+           'corpus_checks', 'doctor', 'doctor_command', 'main']
 
 # %% ../nbs/18_cli.ipynb #9c6a25b1
 import argparse
@@ -698,6 +698,29 @@ def extract_command(args, config: Config, out) -> int:
     return 0
 
 
+def cache_verify_command(keys: list, config: Config, out) -> int:
+    "Check every byte of the cache's entries (or of `keys`) against their checksums; 1 when anything is damaged."
+    from ood_repro.cache import FeatureCache, verify_cache
+
+    cache = FeatureCache(config.cache_dir)
+    try:
+        results = verify_cache(cache, keys or None)  # {key: [Damage]}; marks damaged shards for `extract` to repair
+    except (KeyError, ValueError) as error:  # an unknown, ambiguous or malformed key prefix
+        raise UsageError(error.args[0] if error.args else str(error)) from None
+    if not results:
+        print(f"The feature cache {cache.root} is empty.", file=out)
+        return 0
+    print(f"{len(results)} entries in {cache.root}, every byte checked against its checksums:", file=out)
+    for key, found in results.items():
+        entry = cache.entry(key)
+        print(f"  {key[:12]}  {'ok' if not found else f'DAMAGED ({len(found)})'}", file=out)
+        for item in found:
+            print(f"      {entry.path / item.file}: {item.reason}", file=out)
+        if found:
+            print(f"      {entry.fix_hint(found)}", file=out)
+    return 1 if any(results.values()) else 0
+
+
 def cache_command(config: Config, out) -> int:
     from ood_repro.cache import FeatureCache
 
@@ -909,7 +932,9 @@ def _parser() -> argparse.ArgumentParser:
     extraction.add_argument("--shard-size", type=int, default=1024, help="images per cache shard (the unit of resumption)")
     extraction.add_argument("--max-images", type=int, help="only the first N images of the dataset")
 
-    commands.add_parser("cache", help="what the feature cache holds")
+    cache_parser = commands.add_parser("cache", help="what the feature cache holds; `cache verify` checks every byte")
+    cache_parser.add_argument("action", nargs="?", choices=("list", "verify"), default="list")
+    cache_parser.add_argument("keys", nargs="*", metavar="KEY", help="verify only these entries (key or key prefix)")
     commands.add_parser("doctor", help="GPUs, weights, datasets and optional dependencies, and what is missing")
     return parser
 
@@ -943,7 +968,11 @@ def main(argv: list | None = None) -> int:
                                config, args.config, out)
         if args.command == "extract":
             return extract_command(args, config, out)
+        if args.command == "cache" and args.action == "verify":
+            return cache_verify_command(args.keys, config, out)
         if args.command == "cache":
+            if args.keys:
+                raise UsageError("Entry keys go with `ood-repro cache verify KEY ...`; `ood-repro cache` lists every entry.")
             return cache_command(config, out)
         return doctor_command(config, out)
     except KeyboardInterrupt:
