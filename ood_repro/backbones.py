@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['EXTRACTOR_VERSION', 'TINY_IMAGE_SIZE', 'TINY_CLIP_TEXT', 'MODELS', 'BLOCK_NORM_VERSION', 'LOCAL_FEATURES_VERSION',
-           'ModelSpec', 'get_spec', 'models_table', 'load_checkpoint', 'read_state_dict', 'load_state_dict_strict',
-           'file_sha256', 'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file',
-           'resolve_weights', 'Extractor', 'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier',
-           'clip_tokenizer', 'OpenClipExtractor', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order',
-           'jigsaw_puzzle', 'JigsawExtractor']
+           'CLIP_OUTPUTS_VERSION', 'ModelSpec', 'get_spec', 'models_table', 'load_checkpoint', 'read_state_dict',
+           'load_state_dict_strict', 'file_sha256', 'WeightsUnavailableError', 'hub_offline', 'hub_location',
+           'hub_weights_file', 'resolve_weights', 'Extractor', 'ExtractorWrapper', 'feature_map_norm', 'feature_blocks',
+           'TimmClassifier', 'clip_tokenizer', 'OpenClipExtractor', 'get_extractor', 'normalisation_std',
+           'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle', 'JigsawExtractor']
 
 # %% ../nbs/04_backbones.ipynb #3cdd4be7
 import functools
@@ -423,6 +423,7 @@ def clip_tokenizer(context_length: int = 77) -> open_clip.SimpleTokenizer:
 
 
 LOCAL_FEATURES_VERSION = "gl-mcm-value-path-v1"  # enters the cache key of local_features
+CLIP_OUTPUTS_VERSION = "image-feature-norms-v1"  # enters every CLIP cache key: entries without the norms are not reused
 
 
 def _check_local_features_support(visual: torch.nn.Module, model_id: str) -> None:
@@ -438,7 +439,7 @@ def _check_local_features_support(visual: torch.nn.Module, model_id: str) -> Non
 
 
 class OpenClipExtractor(Extractor):
-    "An open_clip model as an extractor: {'image_features': (B, E) unit vectors}, plus `encode_text(prompts)`."
+    "An open_clip model as an extractor: {'image_features': (B, E) unit vectors, 'image_feature_norms': (B,)}, plus `encode_text(prompts)`."
 
     def __init__(self, model: torch.nn.Module, transform, name: str, model_id: str, weights_id: str,
                  local_features: bool = False):
@@ -476,8 +477,10 @@ class OpenClipExtractor(Extractor):
         return F.normalize(patches @ visual.proj, dim=-1)
 
     def forward(self, images: torch.Tensor) -> dict:
-        "Normalised image embeddings of `images` (B, 3, H, W), with autograd enabled; local ones if asked for."
-        outputs = {"image_features": self.model.encode_image(images.to(self.device), normalize=True)}
+        "Normalised image embeddings of `images` (B, 3, H, W) and their norms, with autograd enabled; local ones if asked for."
+        raw = self.model.encode_image(images.to(self.device), normalize=False)
+        # the norm in float32: under autocast `raw` is float16; the unit vectors are exactly open_clip's normalize=True
+        outputs = {"image_features": F.normalize(raw, dim=-1), "image_feature_norms": raw.float().norm(dim=-1)}
         if self.local_features:
             tokens = self._last_block_input
             self._last_block_input = None
@@ -500,7 +503,10 @@ class OpenClipExtractor(Extractor):
         return torch.cat(embeddings)
 
     def options(self) -> dict:
-        return {"local_features": LOCAL_FEATURES_VERSION} if self.local_features else {}
+        options = {"clip_outputs": CLIP_OUTPUTS_VERSION}
+        if self.local_features:
+            options["local_features"] = LOCAL_FEATURES_VERSION
+        return options
 
     def __repr__(self):
         return (f"OpenClipExtractor({self.name!r}, {self.model_id}, weights={self.weights_id}, embed_dim={self.embed_dim}"
