@@ -16,7 +16,7 @@ import torch
 from .config import load_config
 from .csp import corpus_word_lists, kept_label_texts, profile_corpus
 from .metrics import evaluate, results_table
-from .neglabel import (NegLabelTexts, WordCorpus, _check_same_dim, _class_share, class_prompts, group_indices,
+from .neglabel import (NegLabelTexts, WordCorpus, check_same_dim, class_prompts, group_indices, grouped_class_share,
                                 neglabel_class_names, text_features, unit_rows)
 from .scorer import Scorer
 
@@ -38,7 +38,7 @@ def rank_similarity(candidate_features, class_features, rank: int, chunk_size: i
     "Each candidate's cosine similarity of ascending rank `rank` (0-based) among its similarities to the classes."
     candidates = unit_rows(candidate_features, "candidate_features")
     classes = unit_rows(class_features, "class_features")
-    _check_same_dim(candidates, classes, "`candidate_features` and `class_features`")
+    check_same_dim(candidates, classes, "`candidate_features` and `class_features`")
     if not 0 <= rank < len(classes):
         raise ValueError(f"`rank` must lie in [0, {len(classes) - 1}] for {len(classes)} classes; got {rank}.")
     classes_t = classes.T.contiguous()
@@ -240,13 +240,13 @@ class AdaNegStream:
         "Scores of one batch of unit image features: its confident images remembered first, then all scored."
         logits = self.scale * images @ self.columns.T  # (B, K), column order
         text_logits = logits[:, :self.n_scored]
-        vanilla = _class_share(text_logits.clone(), self.n_classes, self.n_groups)  # _class_share works in place
+        vanilla = grouped_class_share(text_logits.clone(), self.n_classes, self.n_groups)  # grouped_class_share works in place
         self._refresh(self._remember(images, logits, vanilla))
         if self.proxy == "mean":
             adaptive = self.scale * images @ self.proxies.T
         else:
             adaptive = self._attention_logits(images, text_logits)
-        return _class_share(adaptive, self.n_classes, self.n_groups) + self.weight * vanilla
+        return grouped_class_share(adaptive, self.n_classes, self.n_groups) + self.weight * vanilla
 
 # %% ../nbs/22_adaneg.ipynb #81f9bcb7
 ADANEG_VARIANTS = ("official",)
@@ -276,7 +276,7 @@ class AdaNeg(Scorer):
         stream_order(1, order, 1)  # rejects an unknown order now
         self._class_features = unit_rows(class_features, "class_features")
         self._negative_features = unit_rows(negative_features, "negative_features")
-        _check_same_dim(self._class_features, self._negative_features, "`class_features` and `negative_features`")
+        check_same_dim(self._class_features, self._negative_features, "`class_features` and `negative_features`")
         self._groups = group_indices(len(self._negative_features), n_groups, seed)  # the CPU's, as the release's
         self.n_classes, self.n_negatives, self.n_groups = len(self._class_features), len(self._negative_features), n_groups
         self.memory_length, self.threshold, self.gap, self.weight = memory_length, threshold, gap, weight

@@ -11,9 +11,10 @@ __all__ = ['DEBIAN_WORDNET_DIR', 'WORDNET_LEXNAMES', 'WORDNET_CONFIG_KEY', 'NEGL
            'lexfile_words', 'WordCorpus', 'build_corpus', 'load_wordnet_corpus', 'read_word_lists', 'load_word_lists',
            'compare_word_lists', 'released_word_lists', 'corpus_status', 'neglabel_corpus', 'NegativeLabels',
            'load_selected_negatives', 'text_features_key', 'encode_prompts', 'text_features', 'unit_rows',
-           'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts', 'mine_negative_labels',
-           'group_indices', 'neglabel_score', 'NegLabel', 'imagenet_class_names', 'neglabel_class_names',
-           'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer', 'save_neglabel_provenance']
+           'check_same_dim', 'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts',
+           'mine_negative_labels', 'group_indices', 'grouped_class_share', 'neglabel_score', 'NegLabel',
+           'imagenet_class_names', 'neglabel_class_names', 'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer',
+           'save_neglabel_provenance']
 
 # %% ../nbs/15_neglabel.ipynb #5e58c5a5
 import hashlib
@@ -557,7 +558,8 @@ def unit_rows(array, name: str, device="cpu") -> torch.Tensor:
     return tensor.div_(norms)
 
 
-def _check_same_dim(first: torch.Tensor, second: torch.Tensor, names: str) -> None:
+def check_same_dim(first: torch.Tensor, second: torch.Tensor, names: str) -> None:
+    "A ValueError naming `names` unless the two (N, D) feature matrices share their dimension D."
     if first.shape[1] != second.shape[1]:
         raise ValueError(f"{names} must have the same feature dimension; got {first.shape[1]} and {second.shape[1]}.")
 
@@ -571,7 +573,7 @@ def percentile_similarity(candidate_features, class_features, percentile: float 
         raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}.")
     candidates = unit_rows(candidate_features, "candidate_features")
     classes = unit_rows(class_features, "class_features")
-    _check_same_dim(candidates, classes, "`candidate_features` and `class_features`")
+    check_same_dim(candidates, classes, "`candidate_features` and `class_features`")
     n_classes = len(classes)
     position = percentile * (n_classes - 1)
     lower_rank = math.floor(position)
@@ -667,7 +669,7 @@ def group_indices(n_negatives: int, n_groups: int = 100, seed: int = 0, device=N
 _EXACT_BELOW = 30.0  # logits: rows whose best class logit is further below their largest go to the exact path
 
 
-def _class_share(logits: torch.Tensor, n_classes: int, n_groups: int) -> torch.Tensor:
+def grouped_class_share(logits: torch.Tensor, n_classes: int, n_groups: int) -> torch.Tensor:
     "Mean over the G groups of the class share of the softmax; `logits` (B, C + G·L), negatives in group order."
     rows = len(logits)
     shift = logits.amax(dim=1, keepdim=True)
@@ -702,14 +704,14 @@ def neglabel_score(image_features, class_features, negative_features, n_groups: 
     images = unit_rows(image_features, "image_features", device)
     classes = unit_rows(class_features, "class_features", device)
     negatives = unit_rows(negative_features, "negative_features", device)
-    _check_same_dim(images, classes, "`image_features` and `class_features`")
-    _check_same_dim(classes, negatives, "`class_features` and `negative_features`")
+    check_same_dim(images, classes, "`image_features` and `class_features`")
+    check_same_dim(classes, negatives, "`class_features` and `negative_features`")
     groups = group_indices(len(negatives), n_groups, seed, device)
     labels = torch.cat([classes, negatives[groups.flatten()]]).mul_(scale).T.contiguous()
     scores = torch.empty(len(images), dtype=torch.float64)
     for start in range(0, len(images), chunk_size):
         logits = images[start:start + chunk_size] @ labels
-        scores[start:start + chunk_size] = _class_share(logits, len(classes), n_groups).double().cpu()
+        scores[start:start + chunk_size] = grouped_class_share(logits, len(classes), n_groups).double().cpu()
     return scores.numpy()
 
 # %% ../nbs/15_neglabel.ipynb #fd2e326f
@@ -722,7 +724,7 @@ class NegLabel(Scorer):
                  chunk_size: int = 4096, device=None):
         self._class_features = unit_rows(class_features, "class_features")
         self._negative_features = unit_rows(negative_features, "negative_features")
-        _check_same_dim(self._class_features, self._negative_features, "`class_features` and `negative_features`")
+        check_same_dim(self._class_features, self._negative_features, "`class_features` and `negative_features`")
         group_indices(len(self._negative_features), n_groups, seed)  # rejects an impossible grouping now
         self.n_classes, self.n_negatives = len(self._class_features), len(self._negative_features)
         self.n_groups, self.scale, self.seed, self.chunk_size = n_groups, float(scale), seed, chunk_size
