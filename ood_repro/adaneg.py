@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .config import load_config
-from .csp import corpus_word_lists, kept_label_texts, profile_corpus
+from .csp import kept_label_texts, profile_corpus
 from .metrics import evaluate, results_table
 from .neglabel import (NegLabelTexts, WordCorpus, check_same_dim, class_prompts, group_indices, grouped_class_share,
                                 neglabel_class_names, text_features, unit_rows)
