@@ -156,7 +156,8 @@ def main(argv=None):
         seconds, csp_scores = best_time(lambda: csp.score(features=images))
         times["csp"].append(seconds)
         for proxy, scorer in adaneg.items():
-            seconds, pair = best_time(lambda: scorer.score_pair(id_images.to(device), ood_images.to(device)))
+            seconds, pair = best_time(lambda: scorer.score_pair({"features": id_images.to(device)},
+                                                                 {"features": ood_images.to(device)}))
             times[proxy].append(seconds)
             if proxy == "mean":
                 mean_pair = pair

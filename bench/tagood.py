@@ -40,7 +40,7 @@ import torch
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from timing import best_time  # noqa: E402
-from ood_repro.cache import RaggedArray  # noqa: E402
+from ood_repro.store import RaggedArray  # noqa: E402
 from ood_repro.config import get_device  # noqa: E402
 from ood_repro.ram import RAM, REAL_CONFIG, TINY_CONFIG, imagenet_class_tags, ram_tag_list  # noqa: E402
 from ood_repro.tagood import TagOODProjector, decompose, ind_tag_set, project, train_tagood  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .logit_baselines import as_head, head_features, head_logits
-from .scorer import Scorer, as_matrix
+from .scorer import NotFittedError, Scorer, as_matrix
 
 # %% ../nbs/08_activation_baselines.ipynb #b7a72fa5
 def activation_matrix(features, scorer: str) -> np.ndarray:
@@ -28,19 +28,19 @@ def activation_matrix(features, scorer: str) -> np.ndarray:
         raise ValueError(f"{scorer}: `features` contains NaN or infinite values; check the extraction that produced it.")
     return values
 
-
+# %% ../nbs/08_activation_baselines.ipynb #ef2159ca
 def check_percentile(percentile: float, scorer: str, parameter: str = "percentile") -> float:
     "`percentile` as a float in [0, 100), the unit the papers use (ASH-S@90 prunes 90% of the activations)."
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)) or not 0 <= percentile < 100:
         raise ValueError(f"{scorer} `{parameter}` must be a number in [0, 100) (a percentage, e.g. 90); got {percentile!r}.")
     return float(percentile)
 
-
+# %% ../nbs/08_activation_baselines.ipynb #ab734166
 def energy(logits: torch.Tensor) -> np.ndarray:
     "The energy score logsumexp over classes (Liu et al., NeurIPS 2020, T = 1), computed in the logits' precision, as float64 numpy."
     return torch.logsumexp(logits, dim=1).to(torch.float64).numpy()
 
-
+# %% ../nbs/08_activation_baselines.ipynb #9700f95f
 class ActivationShaping(Scorer):
     "Base: reshape the penultimate features h with `shape`, then score the energy of W h' + b through `head=(W, b)`."
     fit_split = "train"
@@ -78,7 +78,7 @@ class ReAct(ActivationShaping):
 
     def shape(self, features: torch.Tensor) -> torch.Tensor:
         if self.threshold is None:
-            raise ValueError("ReAct needs its threshold before scoring: call fit(features=...) on in-distribution "
+            raise NotFittedError("ReAct needs its threshold before scoring: call fit(features=...) on in-distribution "
                              "activations, or pass an absolute threshold=.")
         return features.clamp(max=self.threshold)
 
@@ -87,19 +87,12 @@ def kept_count(num_activations: int, percentile: float) -> int:
     "How many activations ASH and SCALE keep: n − round(n·p/100), at least one (the papers' code uses np.round)."
     return max(num_activations - int(np.round(num_activations * percentile / 100.0)), 1)
 
-
+# %% ../nbs/08_activation_baselines.ipynb #4a4de9d9
 def top_activations(features: torch.Tensor, percentile: float) -> tuple:
     "(values, indices) of each row's k largest activations: ASH's pruning step (ties broken by torch.topk)."
     return torch.topk(features, kept_count(features.shape[1], percentile), dim=1)
 
-
-def _positive_sums(sums: torch.Tensor, scorer: str) -> torch.Tensor:
-    if not (sums > 0).all():
-        raise ValueError(f"{scorer}: {int((sums <= 0).sum())} sample(s) have a non-positive sum of kept activations, so "
-                         f"the scale factor is undefined; {scorer} is meant for non-negative (post-ReLU) features.")
-    return sums
-
-
+# %% ../nbs/08_activation_baselines.ipynb #e81ddac4
 class ASHP(ActivationShaping):
     "ASH-P (Djurisic et al., ICLR 2023, Alg. 1): keep each sample's top (100 − p)% activations, zero the rest; energy. Paper: p = 60."
     name = "ash_p"
@@ -112,7 +105,7 @@ class ASHP(ActivationShaping):
         values, indices = top_activations(features, self.percentile)
         return torch.zeros_like(features).scatter_(1, indices, values)
 
-
+# %% ../nbs/08_activation_baselines.ipynb #48ac3f69
 class ASHB(ActivationShaping):
     "ASH-B (Djurisic et al., ICLR 2023, Alg. 1): kept activations set to s₁/k (s₁ the sum before pruning); energy. Paper: p = 65."
     name = "ash_b"
@@ -125,6 +118,13 @@ class ASHB(ActivationShaping):
         values, indices = top_activations(features, self.percentile)
         fill = features.sum(dim=1, keepdim=True) / values.shape[1]
         return torch.zeros_like(features).scatter_(1, indices, fill.expand_as(values))
+
+# %% ../nbs/08_activation_baselines.ipynb #d62b28df
+def _positive_sums(sums: torch.Tensor, scorer: str) -> torch.Tensor:
+    if not (sums > 0).all():
+        raise ValueError(f"{scorer}: {int((sums <= 0).sum())} sample(s) have a non-positive sum of kept activations, so "
+                         f"the scale factor is undefined; {scorer} is meant for non-negative (post-ReLU) features.")
+    return sums
 
 
 class ASHS(ActivationShaping):
@@ -186,7 +186,7 @@ class DICE(Scorer):
     def score(self, features=None, logits=None) -> np.ndarray:
         "From the penultimate `features` of the model `head` belongs to; `logits` are recomputed and not used."
         if self._masked_weight is None:
-            raise ValueError("DICE needs fit(features=...) on in-distribution training activations before scoring "
+            raise NotFittedError("DICE needs fit(features=...) on in-distribution training activations before scoring "
                              "(the mean activation decides which weights to keep).")
         features = head_features(features, self._weight, "DICE")
         return energy(head_logits(features, self._masked_weight, self._bias))
@@ -240,7 +240,7 @@ class LHAct(ActivationShaping):
 
     def shape(self, features: torch.Tensor) -> torch.Tensor:
         if self.high_threshold is None:
-            raise ValueError("LHAct with percentiles needs fit(features=...) on in-distribution activations before scoring.")
+            raise NotFittedError("LHAct with percentiles needs fit(features=...) on in-distribution activations before scoring.")
         raised = features.clamp(min=self.low_threshold)
         capped = raised / torch.sqrt(1 + (raised / self.high_threshold) ** (2 * self.order)) + self.low_threshold
         return torch.where(raised >= self.high_threshold, capped, raised)
@@ -257,7 +257,7 @@ def norm_ratio(id_block_norms, jigsaw_block_norms) -> np.ndarray:
     defined = (jigsaw_norms > 0).all(dim=0)
     return torch.where(defined, ratios, torch.full_like(ratios, float("nan"))).numpy()
 
-
+# %% ../nbs/08_activation_baselines.ipynb #12759765
 class FeatureNorm(Scorer):
     "FeatureNorm (Yu et al., CVPR 2023): the FeatureNorm of one block, chosen by the largest NormRatio on jigsaw puzzles."
     name = "featurenorm"
@@ -287,7 +287,7 @@ class FeatureNorm(Scorer):
     def score(self, features=None, logits=None) -> np.ndarray:
         "The selected block's column of `features`, the cached `block_norms` (N, n_blocks)."
         if self.block is None:
-            raise ValueError("FeatureNorm needs its block before scoring: call fit(features=..., jigsaw_features=...) "
+            raise NotFittedError("FeatureNorm needs its block before scoring: call fit(features=..., jigsaw_features=...) "
                              "or pass block=.")
         block_norms = as_matrix(features, "features")
         if self.block >= block_norms.shape[1]:

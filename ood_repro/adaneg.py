@@ -6,16 +6,14 @@
 __all__ = ['ADANEG_CLASS_TEMPLATE', 'ADANEG_NOUN_TEMPLATE', 'ADANEG_ADJECTIVE_TEMPLATE', 'ADANEG_PROFILE_DEFAULTS',
            'ADANEG_ORDERS', 'ADANEG_PROXIES', 'ADANEG_VARIANTS', 'adaneg_corpus', 'rank_similarity',
            'select_adaneg_negatives', 'adaneg_texts', 'release_stream_order', 'stream_order', 'AdaNegMemory',
-           'AdaNegStream', 'AdaNeg', 'adaneg_scorer', 'paired_scores', 'evaluate_paired']
+           'AdaNegStream', 'AdaNeg', 'adaneg_scorer']
 
 # %% ../nbs/22_adaneg.ipynb #c71f6bfc
 import numpy as np
-import pandas as pd
 import torch
 
 from .config import load_config
 from .csp import kept_label_texts, profile_corpus
-from .metrics import evaluate, results_table
 from .neglabel import (NegLabelTexts, WordCorpus, check_same_dim, class_prompts, group_indices, grouped_class_share,
                                 neglabel_class_names, text_features, unit_rows)
 from .scorer import Scorer
@@ -261,7 +259,7 @@ class AdaNeg(Scorer):
     def __init__(self, class_features, negative_features, n_groups: int = 5, memory_length: int = 10,
                  threshold: float = 0.5, gap: float = 0.5, weight: float = 0.1, proxy: str = "mean",
                  beta: float = 5.5, batch_size: int = 256, order="release", scale: float = 100.0, seed: int = 0,
-                 variant: str = "official", device=None):
+                 variant: str = "official", device=None, paired: bool = True):
         if variant not in ADANEG_VARIANTS:
             raise ValueError(f"Unknown AdaNeg variant {variant!r}; available: {ADANEG_VARIANTS} (see the notebook).")
         if proxy not in ADANEG_PROXIES:
@@ -282,6 +280,7 @@ class AdaNeg(Scorer):
         self.memory_length, self.threshold, self.gap, self.weight = memory_length, threshold, gap, weight
         self.proxy, self.beta, self.batch_size, self.order = proxy, beta, batch_size, order
         self.scale, self.seed, self.variant, self.device = float(scale), seed, variant, device
+        self.scores_in_pairs = paired  # the runner scores each OOD set in one stream with the ID test set
 
     @property
     def capacity(self) -> int:
@@ -321,12 +320,12 @@ class AdaNeg(Scorer):
             raise ValueError("`features` (CLIP image features) is required by this scorer but was not given.")
         return self.stream(features, self._order(len(features)))
 
-    def score_pair(self, id_features, ood_features) -> tuple:
+    def score_pair(self, id_arrays: dict, ood_arrays: dict) -> tuple:
         "(ID scores, OOD scores) of one stream over [OOD set, ID set] from an empty memory: the release's protocol."
-        if id_features is None or ood_features is None:
-            raise ValueError("`score_pair` needs both `id_features` and `ood_features`.")
-        ood = unit_rows(ood_features, "ood_features")
-        both = torch.cat([ood, unit_rows(id_features, "id_features")])  # the release's ConcatDataset([ood, id])
+        if id_arrays.get("features") is None or ood_arrays.get("features") is None:
+            raise ValueError("`score_pair` needs the `features` of both the ID and the OOD set.")
+        ood = unit_rows(ood_arrays["features"], "ood_features")
+        both = torch.cat([ood, unit_rows(id_arrays["features"], "id_features")])  # the release's ConcatDataset([ood, id])
         scores = self.stream(both, self._order(len(both)))
         return scores[len(ood):], scores[:len(ood)]
 
@@ -335,23 +334,3 @@ def adaneg_scorer(texts: NegLabelTexts, **options) -> AdaNeg:
     "The `AdaNeg` scorer of `adaneg_texts(...)` (its profile's number of groups unless `n_groups` is given)."
     options.setdefault("n_groups", texts.n_groups)
     return AdaNeg(texts.class_features, texts.negative_features, **options)
-
-
-def paired_scores(evaluator, scorer: AdaNeg, datasets=None) -> dict:
-    "{OOD set: (ID scores, OOD scores)}, one stream per OOD set mixed with the ID test set (`AdaNeg.score_pair`)."
-    id_features = evaluator.arrays(scorer, evaluator.benchmark.id_test)["features"]
-    return {dataset: scorer.score_pair(id_features, evaluator.arrays(scorer, dataset)["features"])
-            for dataset in datasets or evaluator.benchmark.ood}
-
-
-def evaluate_paired(evaluator, scorer: AdaNeg, name: str | None = None, datasets=None,
-                    convention: str | None = None) -> pd.DataFrame:
-    "One table row of `scorer` by the release's protocol (`paired_scores`), laid out as `Evaluator.evaluate`'s."
-    name = name or scorer.name
-    evaluator.preprocessing_by_row[name] = evaluator.preprocessing(scorer)
-    pairs = paired_scores(evaluator, scorer, datasets)
-    id_test = evaluator.benchmark.id_test
-    evaluator.scores[name] = {**{dataset: ood for dataset, (_, ood) in pairs.items()},
-                              **{f"{id_test} (with {dataset})": ids for dataset, (ids, _) in pairs.items()}}
-    return results_table({dataset: evaluate(ids, ood, convention=convention or evaluator.convention)
-                          for dataset, (ids, ood) in pairs.items()}, name=name)

@@ -24,7 +24,7 @@ def mcm_prompts(class_names, template: str = MCM_TEMPLATE) -> list:
         raise ValueError(f"`template` must contain exactly one '{{}}' where the class name goes; got {template!r}.")
     return [template.format(name) for name in class_names]
 
-
+# %% ../nbs/10_clip_baselines.ipynb #bcd34dd3
 class MCM(Scorer):
     """Maximum concept matching (Ming et al., NeurIPS 2022, §3): score = max_c softmax(s/τ)_c with s_c the
     cosine similarity between the image embedding and the text embedding of class c's prompt. Defaults (the

@@ -4,12 +4,11 @@
 
 # %% auto #0
 __all__ = ['CONFIG_FILENAME', 'PROFILES', 'find_repo_root', 'Config', 'load_config', 'resolve_profile', 'get_device',
-           'seed_everything', 'atomic_write']
+           'seed_everything']
 
 # %% ../nbs/00_config.ipynb #e42b43ab
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,21 +139,3 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-# %% ../nbs/00_config.ipynb #e4a9aa0b
-def atomic_write(path: Path | str, write) -> Path:
-    "Call write(binary handle) on a temporary file beside `path`, then move it onto `path`; returns `path`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path

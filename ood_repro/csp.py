@@ -33,7 +33,7 @@ def corpus_word_lists(config=None) -> tuple:
                   f"{{neglabel-wordlists: ...}}` in ood_repro.yml to use the release's own lists.", stacklevel=2)
     return lexfile_words(read_wordnet_synsets(location)), source
 
-
+# %% ../nbs/21_csp.ipynb #46a67e03
 CSP_EXCLUDED_FILES = ("noun.person", "noun.quantity", "noun.group", "adj.pert")
 
 
@@ -105,7 +105,7 @@ def profile_corpus(corpus, profile: str, config, build) -> WordCorpus:
                          f"{type(corpus).__name__}.")
     return corpus
 
-
+# %% ../nbs/21_csp.ipynb #a8fcd9b7
 def kept_label_texts(extractor, class_names, class_features, corpus: WordCorpus, prompts, candidates, similarity,
                      kept, source: dict, n_groups: int) -> NegLabelTexts:
     "The `NegLabelTexts` of the candidates `kept` (indices into `corpus`, with their prompts, features, similarity)."
@@ -116,7 +116,7 @@ def kept_label_texts(extractor, class_names, class_features, corpus: WordCorpus,
     return NegLabelTexts(tuple(class_names), class_features, negatives, negatives.features, n_groups,
                          extractor.cache_id()["model_id"])
 
-
+# %% ../nbs/21_csp.ipynb #8ae1958e
 CSP_PROFILE_DEFAULTS = {"paper": {"fraction": 0.15, "n_groups": 100}, "smoke": {"fraction": 0.5, "n_groups": 4}}
 CSP_VARIANTS = ("official",)
 
@@ -157,7 +157,7 @@ class CSP(NegLabel):
     "CSP (Chen et al., NeurIPS 2024): NegLabel's grouped score against CSP's negative labels (`csp_texts`)."
     name = "csp"
 
-
+# %% ../nbs/21_csp.ipynb #e5e67d03
 def csp_scorer(texts: NegLabelTexts, n_groups: int | None = None, scale: float = 100.0, seed: int = 0,
                device=None) -> CSP:
     "The `CSP` scorer of `csp_texts(...)` (its profile's number of groups unless `n_groups` is given)."

@@ -12,19 +12,19 @@ import numpy as np
 import torch
 
 from .logit_baselines import as_head
-from .scorer import Scorer, as_matrix
+from .scorer import NotFittedError, Scorer, as_matrix
 
 # %% ../nbs/09_distance_baselines.ipynb #69e53ab1
 CHUNK_ROWS = 8192  # samples scored per block: bounds memory of (samples × classes) intermediate matrices
 
-
+# %% ../nbs/09_distance_baselines.ipynb #04d2ab89
 def check_width(matrix: torch.Tensor, width: int, name: str, fitted_on: str) -> None:
     "Raise if `matrix` does not have `width` columns, naming the parameter and what it was fitted on."
     if matrix.shape[1] != width:
         raise ValueError(f"`{name}` has {matrix.shape[1]} dimensions but {fitted_on} has {width}; "
                          "score features of the same model and layer the scorer was fitted on.")
 
-
+# %% ../nbs/09_distance_baselines.ipynb #53977414
 def as_labels(labels, n_samples: int) -> torch.Tensor:
     "Class labels as a 1-D int64 tensor with one entry per sample."
     if labels is None:
@@ -36,11 +36,11 @@ def as_labels(labels, n_samples: int) -> torch.Tensor:
         raise ValueError("`labels` must be integer class indices.")
     return labels.long()
 
-
+# %% ../nbs/09_distance_baselines.ipynb #7266b875
 def require_fitted(scorer: Scorer, attribute: str) -> None:
     "Raise a clear error when `score` is called on a scorer whose `fit` has not run."
     if getattr(scorer, attribute, None) is None:
-        raise RuntimeError(f"{type(scorer).__name__} is not fitted: call fit(features=..., labels=...) on "
+        raise NotFittedError(f"{type(scorer).__name__} is not fitted: call fit(features=..., labels=...) on "
                            "in-distribution training features before score().")
 
 # %% ../nbs/09_distance_baselines.ipynb #a530c687
@@ -48,7 +48,7 @@ def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
     "Each vector along the last dimension divided by its Euclidean norm (all-zero vectors stay zero)."
     return torch.nn.functional.normalize(matrix, dim=-1)
 
-
+# %% ../nbs/09_distance_baselines.ipynb #6ece0c34
 class KNN(Scorer):
     """Deep nearest neighbours (Sun et al., ICML 2022, §3, Algorithm 1): score = −‖z − z_(k)‖₂, the negative
     Euclidean distance from the normalised feature z = h/‖h‖₂ to its k-th nearest normalised ID-training
@@ -106,7 +106,7 @@ def vim_principal_dim(feature_dim: int) -> int:
         return 512
     return feature_dim // 2
 
-
+# %% ../nbs/09_distance_baselines.ipynb #468d7262
 class ViM(Scorer):
     """Virtual-logit matching (Wang et al., CVPR 2022, §4). score = logsumexp_c f_c − α‖(h − u)P⊥‖ with the
     origin u = −W⁺b, P⊥ the complement of the top-`dim` eigenvectors of the uncentred ID-train covariance of
@@ -178,12 +178,12 @@ def whitening(covariance: torch.Tensor) -> torch.Tensor:
                          "distances are undefined. Check the extraction that produced the features.")
     return (eigenvectors[:, kept] / eigenvalues[kept].sqrt()).T.contiguous()
 
-
+# %% ../nbs/09_distance_baselines.ipynb #7f37e8af
 def whiten(rows: torch.Tensor, centre: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     "(rows − centre) Aᵀ as float64, the product in float32; `columns` is Aᵀ in float32 (n × rank)."
     return ((rows - centre).to(torch.float32) @ columns).to(torch.float64)
 
-
+# %% ../nbs/09_distance_baselines.ipynb #a8eefc05
 def mle_covariance(features: torch.Tensor, centres: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     "(1/N) Σᵢ (hᵢ − centres[index[i]])(hᵢ − centres[index[i]])ᵀ, accumulated over chunks of rows."
     covariance = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64)
@@ -192,7 +192,7 @@ def mle_covariance(features: torch.Tensor, centres: torch.Tensor, index: torch.T
         covariance += centred.T @ centred
     return covariance / features.shape[0]
 
-
+# %% ../nbs/09_distance_baselines.ipynb #93333d48
 def class_gaussians(features: torch.Tensor, labels: torch.Tensor) -> tuple:
     "Class means (classes × n, classes in sorted label order) and the shared MLE covariance (n × n)."
     classes, index = torch.unique(labels, return_inverse=True)

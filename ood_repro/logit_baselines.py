@@ -20,7 +20,7 @@ class MSP(Scorer):
         logits = as_matrix(logits, "logits", dtype=None)
         return torch.softmax(logits, dim=1).amax(dim=1).to(torch.float64).numpy()
 
-
+# %% ../nbs/07_logit_baselines.ipynb #2e5eebb0
 class MaxLogit(Scorer):
     "Maximum logit (Hendrycks et al., ICML 2022). No hyperparameters."
     name = "maxlogit"
@@ -28,7 +28,7 @@ class MaxLogit(Scorer):
     def score(self, features=None, logits=None) -> np.ndarray:
         return as_matrix(logits, "logits", dtype=None).amax(dim=1).to(torch.float64).numpy()
 
-
+# %% ../nbs/07_logit_baselines.ipynb #bfcdf75e
 class Energy(Scorer):
     "Negative free energy T·logsumexp(f/T) (Liu et al., NeurIPS 2020, Eq. 4); the paper's default T = 1."
     name = "energy"
@@ -63,7 +63,7 @@ def as_head(head, scorer: str) -> tuple:
         raise ValueError(f"{scorer}: head b contains NaN or infinite values.")
     return weight, bias
 
-
+# %% ../nbs/07_logit_baselines.ipynb #11fce780
 def head_features(features, weight: torch.Tensor, scorer: str) -> torch.Tensor:
     "`features` (N, D) as a CPU tensor, float32 if stored in 32 bits or fewer, else float64; D must match the head's W (C, D)."
     tensor = as_matrix(features, "features", dtype=None)
@@ -72,7 +72,7 @@ def head_features(features, weight: torch.Tensor, scorer: str) -> torch.Tensor:
                          f"{tuple(weight.shape)}; pass the penultimate features of the model the head belongs to.")
     return tensor
 
-
+# %% ../nbs/07_logit_baselines.ipynb #6001d346
 def head_logits(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     "f = W h + b, computed in the precision of `features` (see `head_features`)."
     return features @ weight.T.to(features.dtype) + bias.to(features.dtype)

@@ -37,6 +37,7 @@ CONVENTIONS = {
     ),
 }
 
+# %% ../nbs/01_metrics.ipynb #bc158598
 METRIC_LABELS = {"auroc": "AUROC", "fpr95": "FPR95", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
 
 # %% ../nbs/01_metrics.ipynb #dea9f4e0
@@ -57,13 +58,13 @@ def _as_scores(scores, name: str) -> np.ndarray:
                          f"{int(np.flatnonzero(not_finite)[0])}; fix or drop those samples before computing metrics.")
     return array
 
-
+# %% ../nbs/01_metrics.ipynb #8b15bfa0
 def _check_convention(convention) -> None:
     "A ValueError naming `convention` unless it is one of CONVENTIONS."
     if not isinstance(convention, str) or convention not in CONVENTIONS:
         raise ValueError(f"Unknown convention={convention!r}: use one of {sorted(CONVENTIONS)} (see CONVENTIONS).")
 
-
+# %% ../nbs/01_metrics.ipynb #dccae451
 def _check_tpr(tpr) -> float:
     "`tpr` as a float in (0, 1], or a ValueError naming `tpr`."
     if isinstance(tpr, bool) or not isinstance(tpr, Real) or not 0 < tpr <= 1:
@@ -82,7 +83,7 @@ class RankedCounts:
     n_id: int
     n_ood: int
 
-
+# %% ../nbs/01_metrics.ipynb #4cd5b8c3
 def ranked_counts(id_scores, ood_scores) -> RankedCounts:
     "Sort the pooled scores once and count ID and OOD samples at or above every distinct score."
     id_scores = _as_scores(id_scores, "id_scores")
@@ -192,7 +193,7 @@ def _curves(id_scores, ood_scores) -> dict:
     counts = ranked_counts(id_scores, ood_scores)
     return {"id": _id_positive(counts), "ood": _ood_positive(counts)}
 
-
+# %% ../nbs/01_metrics.ipynb #32bd55fb
 def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95, convention: str = "mcm") -> float:
     """False-positive rate at true-positive rate `tpr` under `convention` (see CONVENTIONS).
 
@@ -202,7 +203,7 @@ def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95, convention: str = "mcm"
     tpr = _check_tpr(tpr)
     return _fpr(_curves(id_scores, ood_scores), convention, tpr)
 
-
+# %% ../nbs/01_metrics.ipynb #2992af51
 def evaluate(id_scores, ood_scores, convention: str = "mcm") -> dict:
     """AUROC, FPR95, AUPR-In and AUPR-Out of ID vs OOD scores (higher = more ID), as fractions in [0, 1].
 

@@ -34,8 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .cache import cache_key
-from .config import atomic_write, load_config
+from .config import load_config
 from .scorer import Scorer
+from .store import artifact_path, atomic_write
 
 # %% ../nbs/15_neglabel.ipynb #ee6f5441
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
@@ -524,7 +525,7 @@ def text_features(extractor, prompts, config=None, *, batch_size: int = 256, pro
     prompts = _check_prompts(prompts)
     config = config or load_config()
     key = text_features_key(extractor, prompts)
-    path = Path(config.cache_dir) / "text_features" / f"{key}.npy"
+    path = artifact_path(config.cache_dir, "clip-text-features", key, ".npy")
     if use_cache and path.is_file():
         features = np.load(path)
         if features.shape[0] != len(prompts):

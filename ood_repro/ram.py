@@ -30,6 +30,7 @@ from torch import nn
 from .backbones import file_sha256, hub_offline, load_checkpoint
 from .config import PROFILES, load_config
 from .data import TOY_BACKGROUNDS, TOY_ID_CLASSES, TOY_NEAR_OBJECTS, TOY_TEXTURES, make_transform
+from .registry import MODELS, ModelSpec, get_model
 
 # %% ../nbs/13_ram.ipynb #e984a5cd
 RAM_NUM_TAGS = 4585
@@ -179,9 +180,7 @@ class RAMConfig:
 
 
 REAL_CONFIG = RAMConfig()
-TINY_CONFIG = RAMConfig(image_size=64, swin_embed_dim=24, swin_depths=(2, 2, 2, 2), swin_heads=(1, 2, 4, 8),
-                        window_size=4, embed_dim=16, hidden_size=32, num_heads=4, intermediate_size=64,
-                        num_tags=len(TINY_TAGS), descriptions_per_tag=3, tags=TINY_TAGS)
+TINY_CONFIG = RAMConfig(**get_model("ram").tiny, num_tags=len(TINY_TAGS), tags=TINY_TAGS)
 
 # %% ../nbs/13_ram.ipynb #7773e297
 class TaggingLayer(nn.Module):
@@ -413,10 +412,6 @@ def load_official_state(model: RAM, state: dict, source: str = "checkpoint", ign
 
 # %% ../nbs/13_ram.ipynb #b2e13fb0
 RAM_EXTRACTOR_VERSION = "2"  # bump when what the extractor returns changes, so old cache entries are not reused
-RAM_MODELS = {  # registry name -> (variant, Hugging Face repository, checkpoint file name)
-    "ram": ("ram", "xinyu1205/recognize_anything_model", "ram_swin_large_14m.pth"),
-    "ram-plus": ("ram_plus", "xinyu1205/recognize-anything-plus-model", "ram_plus_swin_large_14m.pth"),
-}
 _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -504,29 +499,32 @@ class RAMExtractor:
         return (f"RAMExtractor({self.name!r}, {self.model_id}, weights={self.weights_id}, tags={len(self.tag_indices)}, "
                 f"attention={self.attention} layer {self.attention_layer}, {self.dtype})")
 
+# %% ../nbs/13_ram.ipynb #54f31c0b
+RAM_MODELS = {name: spec for name, spec in MODELS.items() if spec.library == "ram"}  # the registry's RAM taggers
+
 # %% ../nbs/13_ram.ipynb #0b4a4348
 class RAMWeightsUnavailableError(RuntimeError):
     "The official RAM checkpoint could be neither found locally nor downloaded."
 
 
-def _ram_weights_file(name: str, config, checkpoint) -> Path:
-    "The checkpoint file for RAM registry entry `name` in the paper profile (see the order above)."
-    _, repository, filename = RAM_MODELS[name]
+def _ram_weights_file(spec: ModelSpec, config, checkpoint) -> Path:
+    "The checkpoint file of the registry's RAM model `spec` in the paper profile (see the order above)."
+    name, key, repository, filename = spec.name, spec.config_key, spec.hub_repository, spec.hub_files[0]
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"Checkpoint {checkpoint} for {name!r} does not exist (the `checkpoint` argument).")
         return Path(checkpoint)
     config = config or load_config()
-    if name in config.checkpoints:
-        path = config.checkpoint(name)
+    if key in config.checkpoints:
+        path = config.checkpoint(key)
         if not path.is_file():
-            raise FileNotFoundError(f"Checkpoint {path} for {name!r} does not exist (configured as `checkpoints: {{{name}: ...}}`).")
+            raise FileNotFoundError(f"Checkpoint {path} for {name!r} does not exist (configured as `checkpoints: {{{key}: ...}}`).")
         return path
     cached = try_to_load_from_cache(repository, filename)
     if isinstance(cached, str):
         return Path(cached)
-    advice = (f"pass `checkpoint=/path/to/{filename}` (the file {repository}/{filename} on the Hugging Face hub), or "
-              f"add `checkpoints: {{{name}: /path/to/{filename}}}` to the config file (ood_repro.yml)")
+    advice = (f"pass `checkpoint=/path/to/{filename}` (the file {spec.hub_file} on the Hugging Face hub), or "
+              f"add `checkpoints: {{{key}: /path/to/{filename}}}` to the config file (ood_repro.yml)")
     if hub_offline():
         raise RAMWeightsUnavailableError(f"The {name!r} weights are not available: HF_HUB_OFFLINE is set and {repository} "
                                          f"is not in the local Hugging Face cache. {advice[0].upper() + advice[1:]}.")
@@ -538,15 +536,15 @@ def _ram_weights_file(name: str, config, checkpoint) -> Path:
 
 def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, seed: int = 0, checkpoint=None, *,
                       tags=None, attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
-                      dtype: str = "float32", preprocessing: str = "tagood", top_tag_logit: bool = False) -> RAMExtractor:
+                      dtype: str = "float32", preprocessing: str | None = None, top_tag_logit: bool = False) -> RAMExtractor:
     "The RAM extractor `name` ('ram' or 'ram-plus'): real weights in the `paper` profile, a tiny seeded network otherwise."
-    if name not in RAM_MODELS:
-        raise ValueError(f"Unknown RAM model {name!r}; known: {', '.join(RAM_MODELS)}.")
+    spec = get_model(name, ("ram",))
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
-    variant = RAM_MODELS[name][0]
+    variant = spec.architecture
+    preprocessing = preprocessing or spec.preprocessing  # the registry's: TagOOD's resize 392, crop 384
     if profile == "paper":
-        weights_file = _ram_weights_file(name, config, checkpoint)
+        weights_file = _ram_weights_file(spec, config, checkpoint)
         model = RAM.from_checkpoint(weights_file, variant, REAL_CONFIG)
         model_id, weights_id = f"ram:{variant}:swin_large_patch4_window12_384", f"sha256:{file_sha256(weights_file)}"
         transform = make_transform(preprocessing)

@@ -7,7 +7,8 @@ __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_
            'STATUS_NOT_IN_PAPER', 'COMPARISON_COLUMNS', 'COMPARISON_LEGEND', 'SMOKE_WATERMARK', 'WATERMARK_GID',
            'FIGURE_DPI', 'PREPROCESSING_COLUMN', 'paper_results', 'paper_table', 'average_mismatches',
            'provenance_note', 'compare', 'comparison_wide', 'watermark', 'write_table', 'plot_comparison',
-           'save_figure', 'preprocessing_legend', 'with_preprocessing', 'publish']
+           'save_figure', 'preprocessing_legend', 'with_preprocessing', 'publish', 'plot_sweep', 'feature_tsne',
+           'plot_tsne']
 
 # %% ../nbs/05_report.ipynb #83d1c107
 import functools
@@ -20,7 +21,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .config import PROFILES, Config, atomic_write, load_config
+from .config import PROFILES, Config, load_config
+from .store import atomic_write
+from .tagood import mean_pool
 
 # %% ../nbs/05_report.ipynb #521f33ab
 PAPERS = ("tagood", "synood")
@@ -429,3 +432,87 @@ def publish(ours: pd.DataFrame, paper: str, table, name: str, profile: str, conf
         written["figure"] = save_figure(figure, f"{name}_{figure_metric.lower()}", profile, config)
     note = provenance_note(paper, table) + "\n\n" + COMPARISON_LEGEND + (f"\n\n{legend}" if legend else "")
     return {"comparison": comparison, "table": wide, "figure": figure, "written": written, "note": note}
+
+# %% ../nbs/05_report.ipynb #231cec2a
+def plot_sweep(table: pd.DataFrame, xlabel: str, metrics=("AUROC", "FPR95"), title: str | None = None) -> plt.Figure:
+    "Metrics of `table` (rows = swept settings in order, columns (dataset, METRIC)) as one line per dataset."
+    if not isinstance(table.columns, pd.MultiIndex) or not len(table):
+        raise ValueError("table must hold rows with (dataset, METRIC) columns, as Evaluator.evaluate returns them.")
+    datasets = list(dict.fromkeys(table.columns.get_level_values(0)))
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    positions = np.arange(len(table))
+    for ax, metric in zip(axes[0], metrics):
+        if metric not in set(table.columns.get_level_values(1)):
+            raise ValueError(f"metric {metric!r} is not in the table; it has {sorted(set(table.columns.get_level_values(1)))}.")
+        for dataset in datasets:
+            style = dict(color="black", linestyle="--", linewidth=2) if dataset == "Average" else {}
+            ax.plot(positions, table[(dataset, metric)].to_numpy(dtype=float), marker="o", label=dataset, **style)
+        ax.set_xticks(positions, [str(label) for label in table.index])
+        ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+# %% ../nbs/05_report.ipynb #a746c3ba
+def feature_tsne(evaluator, scorer, datasets=None, n_per_set: int = 200, classes=None, perplexity: float = 30.0,
+                 seed: int = 0) -> pd.DataFrame:
+    """2-D t-SNE of test features before (mean raw object tokens) and after the projection of a TagOOD `scorer` fitted
+    through `evaluator` (`ood_repro.pipeline.Evaluator`): columns stage, dataset, label (class for ID, -1 for OOD), x, y.
+    Up to `n_per_set` images with object tokens per set; `classes`: the ID classes to draw from (None: all)."""
+    from sklearn.manifold import TSNE
+
+    if n_per_set < 2:
+        raise ValueError(f"n_per_set must be at least 2; got {n_per_set}.")
+    evaluator.fit(scorer)
+    if scorer.projector is None:
+        raise ValueError("feature_tsne needs a TagOOD scorer with a projector (method 'tagood' or 'ce_cs').")
+    rng = np.random.default_rng(seed)
+    stages = {"before projection": [], "after projection": []}
+    names, labels = [], []
+    id_test = evaluator.benchmark.id_test
+    for dataset in (id_test, *(datasets or evaluator.benchmark.ood)):
+        decomposition = scorer.decompose(**evaluator.arrays(scorer, dataset))
+        usable = decomposition.lengths > 0
+        if dataset == id_test and classes is not None:
+            usable &= np.isin(evaluator.features(id_test).labels, np.asarray(classes))
+        candidates = np.flatnonzero(usable)
+        chosen = np.sort(rng.choice(candidates, min(n_per_set, len(candidates)), replace=False))
+        records = [decomposition.object_tokens[int(i)] for i in chosen]
+        if not records:
+            continue
+        stages["before projection"].append(mean_pool(records))
+        stages["after projection"].append(scorer.features(records))
+        names += [dataset] * len(chosen)
+        labels += list(evaluator.features(id_test).labels[chosen]) if dataset == id_test else [-1] * len(chosen)
+    frames = []
+    for stage, parts in stages.items():
+        features = np.concatenate(parts).astype(np.float64)
+        embedding = TSNE(n_components=2, perplexity=min(perplexity, (len(features) - 1) / 3), init="pca",
+                         random_state=seed).fit_transform(features)
+        frames.append(pd.DataFrame(dict(stage=stage, dataset=names, label=np.asarray(labels, dtype=np.int64),
+                                        x=embedding[:, 0], y=embedding[:, 1])))
+    return pd.concat(frames, ignore_index=True)
+
+# %% ../nbs/05_report.ipynb #a6402117
+def plot_tsne(points: pd.DataFrame, class_names=None, title: str | None = None) -> plt.Figure:
+    "The two t-SNE panels of `feature_tsne`: ID classes in colour, OOD images as grey crosses."
+    stages = list(dict.fromkeys(points["stage"]))
+    figure, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.6), squeeze=False)
+    colours = plt.get_cmap("tab20")
+    for ax, stage in zip(axes[0], stages):
+        panel = points[points["stage"] == stage]
+        ood = panel[panel["label"] < 0]
+        ax.scatter(ood["x"], ood["y"], marker="x", color="0.6", s=12, linewidths=0.8, label="OOD")
+        for label in sorted(set(panel["label"]) - {-1}):
+            group = panel[panel["label"] == label]
+            name = class_names[label] if class_names is not None else f"class {label}"
+            ax.scatter(group["x"], group["y"], s=10, color=colours(label % 20), label=name)
+        ax.set(title=stage, xticks=[], yticks=[])
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=1.5)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -10,15 +10,13 @@ __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES'
            'TagOODProjector', 'record_lengths', 'pad_records', 'LengthBucketSampler', 'padding_fraction', 'EMACentres',
            'tagood_loss', 'TrainedTagOOD', 'train_tagood', 'centre_scores', 'project', 'score_records',
            'tag_score_baseline', 'mean_pool', 'class_means', 'raw_cs_scores', 'projected_class_means',
-           'load_release_checkpoint', 'TagOODRun', 'run_tagood', 'save_trained', 'load_trained', 'plot_sweep',
-           'feature_tsne', 'plot_tsne']
+           'load_release_checkpoint', 'training_settings', 'TagOOD']
 
 # %% ../nbs/14_tagood.ipynb #80eb2573
 import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,12 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .cache import FeatureCache, RaggedArray, cache_key, extract, extraction_key
-from .config import atomic_write, get_device, load_config, resolve_profile, seed_everything
-from .data import class_names, get_dataset, get_spec
-from .metrics import evaluate, results_table
-from .pipeline import check_datasets, get_benchmark
-from .ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids
+from .config import get_device
+from .scorer import Scorer
+from .store import RaggedArray
 
 # %% ../nbs/14_tagood.ipynb #da7c4e1f
 def class_tag_indices(class_tags, tag_list=None) -> np.ndarray:
@@ -856,7 +851,7 @@ def load_release_checkpoint(checkpoint: dict, **model_options) -> tuple:
                        f"unexpected {unexpected[:5]}.")
     return model.eval(), torch.as_tensor(checkpoint["ema"]).float()
 
-# %% ../nbs/14_tagood.ipynb #514dd51c
+# %% ../nbs/14_tagood.ipynb #da3b0de2
 RELEASE_EPOCHS, RELEASE_SCHEDULE_EPOCHS = 99, 100  # the release: --epochs 100, range(1, 100) runs 99 (classifier_training_ema.py)
 TAGOOD_VARIANTS = {
     "official": dict(zero_tag_rule="official", kind="official"),
@@ -869,11 +864,11 @@ TAGOOD_METHODS = {
     "cs": "mean-pooled raw object tokens against their class means (Table 3: CS)",
     "ce_cs": "a projector trained with CE only, centres = class means of its projected features (Table 3: (CE)+CS)",
 }
-TRAINING_DEFAULTS = {  # per profile; any of them can be overridden through `train_options`
+TRAINING_DEFAULTS = {  # per profile; `training_settings` overrides them
     "smoke": dict(epochs=2, schedule_epochs=2, batch_size=32, model_options=dict(width=32, heads=4, mlp_dim=64)),
     "paper": dict(epochs=RELEASE_EPOCHS, schedule_epochs=RELEASE_SCHEDULE_EPOCHS, batch_size=256, model_options={}),
 }
-TAGOOD_ARTIFACT_VERSION = "1"  # bump when what a saved projector artifact holds changes
+TAGOOD_ARTIFACT_VERSION = "2"  # bump when what a fitted TagOOD's state holds changes
 
 
 def _check_choice(value, choices, parameter: str):
@@ -891,310 +886,117 @@ def _check_tau(tau, parameter: str, allow_none: bool):
     return float(tau)
 
 
-class TagOODRun:
-    "TagOOD on one benchmark and profile: cached RAM outputs, decompositions, cached trained projectors, scores, rows."
+def training_settings(profile: str = "paper", epochs: int | None = None, **overrides) -> dict:
+    "`train_tagood`'s settings of `profile`; `epochs=N` runs N epochs of an N-epoch schedule; `overrides` replace any other."
+    _check_choice(profile, TRAINING_DEFAULTS, "profile")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a positive integer or None (the profile's default); got {epochs!r}.")
+    for reserved in ("seed", "device", "progress", "num_classes", "mse_weight"):
+        if reserved in overrides:
+            raise ValueError(f"training settings must not set {reserved!r}: it is a TagOOD argument.")
+    settings = dict(TRAINING_DEFAULTS[profile])
+    if epochs is not None:
+        settings.update(epochs=epochs, schedule_epochs=epochs)
+    settings.update(overrides)
+    return settings
 
-    def __init__(self, benchmark: str = "mos", profile: str = "smoke", *, ram: str = "ram",
-                 attention_layer: int = RELEASED_ATTENTION_LAYER, tag_threshold: float = 0.5, epochs: int | None = None,
-                 train_options: dict | None = None, convention: str = "tagood", config=None, seed: int = 0,
-                 checkpoint=None, attention: str | None = None, batch_size: int | None = None,
-                 num_workers: int | None = None, device: str | None = None, amp: bool | None = None,
-                 progress: bool = True):
-        self.settings = resolve_profile(profile, batch_size=batch_size, num_workers=num_workers, device=device, amp=amp)
-        self.profile, self.convention, self.seed, self.progress = profile, convention, seed, progress
-        self.config = config or load_config()
-        self.benchmark = get_benchmark(benchmark)
-        evaluate(np.array([1.0]), np.array([0.0]), convention=convention)  # rejects an unknown convention now
+
+class TagOOD(Scorer):
+    "TagOOD (arXiv 2408.15566) and its Table 3 ablations on RAM's outputs: `fit` learns the class centres, `score` compares."
+    name = "tagood"
+    requires_fit = True
+    inputs = {"tag_logits": "tag_logits", "attention": "attention", "tokens": "tokens", "attention_tags": "attention_tags"}
+    ood_inputs = {"top_tag_logits": "top_tag_logit"}
+    optional_inputs = ("attention_tags",)
+
+    def __init__(self, class_tags, tag_ids=None, method: str = "tagood", variant: str = "official", *,
+                 tau_train: float = 0.5, tau_test: float | None = 0.5, kind: str | None = None,
+                 weight_by_tag: bool | None = None, single_tag: bool = False, tag_threshold: float = 0.5,
+                 mse_weight: float = 0.1, training: dict | None = None, seed: int = 0, device: str = "cpu",
+                 progress: bool = False):
+        self.method = _check_choice(method, TAGOOD_METHODS, "method")
+        self.variant = _check_choice(variant, TAGOOD_VARIANTS, "variant")
+        self.tau_train = _check_tau(tau_train, "tau_train", allow_none=False)
+        self.tau_test = _check_tau(tau_test, "tau_test", allow_none=True)
+        self.kind = _check_choice(kind or TAGOOD_VARIANTS[variant]["kind"], SCORE_KINDS, "kind")
         if isinstance(tag_threshold, bool) or not isinstance(tag_threshold, (int, float)) or not 0.0 <= tag_threshold < 1.0:
             raise ValueError(f"tag_threshold must be a probability in [0, 1); got {tag_threshold!r}.")
-        self.tag_threshold = float(tag_threshold)
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"epochs must be a positive integer or None (the profile's default); got {epochs!r}.")
-        self.training = dict(TRAINING_DEFAULTS[profile])
-        if epochs is not None:
-            self.training.update(epochs=epochs, schedule_epochs=epochs)
-        self.training.update(train_options or {})
-        for reserved in ("seed", "device", "progress", "num_classes", "mse_weight"):
-            if reserved in (train_options or {}):
-                raise ValueError(f"train_options must not set {reserved!r}: it is a TagOODRun argument or chosen per call.")
-        if profile == "paper":
-            check_datasets(self.benchmark.datasets, self.config)
-            folders = class_names(self.benchmark.id_test, "paper", self.config)
-            if folders != imagenet_class_wnids():
-                raise ValueError("The ImageNet val class folders are not the 1000 wnids of TagOOD's class → tag map in label "
-                                 "order (ood_repro.ram.imagenet_class_wnids()): sort ImageNet into its 1000 wnid folders.")
-            class_tag_names = imagenet_class_tags()
-        else:
-            class_tag_names = class_names(self.benchmark.id_test, "smoke", self.config)
-        seed_everything(seed)
-        self.device = get_device(self.settings["device"])
-        ind_names = sorted(set(class_tag_names))
-        self.extractor = get_ram_extractor(
-            ram, profile, self.config, seed, checkpoint, tags=ind_names, attention_layer=attention_layer,
-            attention=attention or ("dense" if profile == "smoke" else "predicted"), min_probability=self.tag_threshold,
-            dtype="float32" if profile == "smoke" else "float16").to(self.device)
-        self.class_tags = class_tag_indices(class_tag_names, self.extractor.model.config.tag_names())
-        self.ind_tags = ind_tag_set(self.class_tags)
-        self.num_classes = len(self.class_tags)
-        self.cache = FeatureCache(self.config.cache_dir)
-        self.entries, self._decompositions, self._trained, self._centres = {}, {}, {}, {}
-        self.scores_by_row, self.preprocessing_by_row = {}, {}  # row name → scores; → transform kind (report.publish)
+        self.class_tags = np.asarray(class_tags, dtype=np.int64)  # class → its tag's index in RAM's tag list
+        self.tag_ids = None if tag_ids is None else np.asarray(tag_ids, dtype=np.int64)  # those columns' tags in RAM's list
+        self.weight_by_tag, self.single_tag, self.tag_threshold = weight_by_tag, bool(single_tag), float(tag_threshold)
+        self.mse_weight, self.seed, self.device, self.progress = float(mse_weight), seed, str(device), progress
+        self.training = training_settings("paper") if training is None else dict(training)
+        self.requires_fit = method != "tag_score"
+        self.projector, self.centres, self.history = None, None, None
 
-    def __repr__(self) -> str:
-        return (f"TagOODRun({self.benchmark.name!r}, {self.profile!r}, {self.extractor!r}, {self.num_classes} classes, "
-                f"{len(self.ind_tags)} IND tags, epochs {self.training['epochs']}/{self.training['schedule_epochs']})")
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_tags)
 
-    def _images(self, dataset: str):
-        return get_dataset(dataset, profile=self.profile, config=self.config, transform=self.extractor.transform)
+    def decompose(self, tag_logits, attention, tokens, attention_tags=None, top_tag_logits=None, labels=None,
+                  training: bool = False) -> Decomposition:
+        """The decomposition this scorer works on: a test set's at `tau_test` under the variant's zero-tag rule (OOD
+        when `top_tag_logits` is given); with `training=True`, the training set's at `tau_train` under the release's rule."""
+        if self.single_tag and training and labels is None:
+            raise ValueError("single_tag=True trains on the ground-truth class's tag: pass the training `labels`.")
+        return decompose(tag_logits, attention, tokens, ind_tag_set(self.class_tags),
+                         tau=self.tau_train if training else self.tau_test, tag_threshold=self.tag_threshold,
+                         zero_tag_rule="official" if training else TAGOOD_VARIANTS[self.variant]["zero_tag_rule"],
+                         is_id=training or top_tag_logits is None, top_tag_probs=top_tag_logits,
+                         single_tags=self.class_tags[np.asarray(labels)] if training and self.single_tag else None,
+                         tag_ids=self.tag_ids, attention_tags=attention_tags, from_logits=True, progress=self.progress)
 
-    def ram_outputs(self, dataset: str):
-        "The cache entry of RAM's outputs on `dataset`, extracting it on first use."
-        if dataset not in self.entries:
-            # the official rule's OOD branch reads each image's best logit over all of RAM's tags; ImageNet images never do
-            is_id = get_spec(dataset).role.startswith("id")
-            extractor = self.extractor if is_id else self.extractor.with_top_tag_logit()
-            self.entries[dataset] = extract(extractor, self._images(dataset), self.cache, batch_size=self.settings["batch_size"],
-                                            num_workers=self.settings["num_workers"], device=self.device,
-                                            amp=self.settings["amp"], progress=self.progress)
-        return self.entries[dataset]
+    def fit(self, tag_logits=None, attention=None, tokens=None, attention_tags=None, labels=None) -> "TagOOD":
+        "Decompose the ImageNet-train arrays and learn the method's projector (if any) and class centres."
+        if not self.requires_fit:
+            return self
+        records = self.decompose(tag_logits, attention, tokens, attention_tags, labels=labels, training=True).object_tokens
+        labels = np.asarray(labels)
+        if self.method == "cs":
+            self.projector, self.centres = None, torch.from_numpy(class_means(mean_pool(records), labels, self.num_classes))
+            return self
+        trained = train_tagood(records, labels, self.num_classes, mse_weight=self.mse_weight if self.method == "tagood" else 0.0,
+                               seed=self.seed, device=self.device, progress=self.progress, **self.training)
+        self.projector, self.history = trained.model, trained.history
+        self.centres = (trained.centres.centres if self.method == "tagood" else
+                        torch.from_numpy(projected_class_means(trained.model, records, labels, self.num_classes,
+                                                               device=self.device)))
+        return self
 
-    def decomposition(self, dataset: str, tau: float | None = 0.5, zero_tag_rule: str = "official",
-                      single_tag: bool = False) -> Decomposition:
-        "`decompose` of the cached RAM outputs of `dataset` (is_id from the dataset's role; single_tag: its labels' tags)."
-        tau = _check_tau(tau, "tau", allow_none=True)
-        _check_choice(zero_tag_rule, ZERO_TAG_RULES, "zero_tag_rule")
-        is_id = get_spec(dataset).role.startswith("id")
-        if single_tag and not is_id:
-            raise ValueError(f"single_tag=True uses the ground-truth class's tag; {dataset!r} is an OOD set without labels.")
-        key = (dataset, tau, zero_tag_rule, bool(single_tag))
-        if key in self._decompositions:
-            return self._decompositions[key]
-        entry = self.ram_outputs(dataset)
-        result = decompose(entry["tag_logits"], entry["attention"], entry["tokens"], self.ind_tags, tau=tau,
-                           tag_threshold=self.tag_threshold, zero_tag_rule=zero_tag_rule, is_id=is_id,
-                           top_tag_probs=entry["top_tag_logit"] if "top_tag_logit" in entry else None,
-                           single_tags=self.class_tags[entry.labels] if single_tag else None,
-                           tag_ids=self.extractor.tag_indices,
-                           attention_tags=entry["attention_tags"] if "attention_tags" in entry else None,
-                           from_logits=True, progress=self.progress)
-        if self.profile == "smoke" or dataset != self.benchmark.id_train:  # ImageNet train's tokens: tens of GB
-            self._decompositions[key] = result
-        return result
+    def features(self, records) -> np.ndarray:
+        "One feature per record: projected, or (CS) the mean of its raw tokens."
+        self.check_fitted("centres")
+        return mean_pool(records) if self.projector is None else project(self.projector, records, device=self.device)
 
-    def _training_records(self, tau: float, single_tag: bool):
-        decomposition = self.decomposition(self.benchmark.id_train, tau, "official", single_tag)
-        return decomposition.object_tokens, self.ram_outputs(self.benchmark.id_train).labels
+    def score(self, tag_logits=None, attention=None, tokens=None, attention_tags=None, top_tag_logits=None) -> np.ndarray:
+        decomposition = self.decompose(tag_logits, attention, tokens, attention_tags, top_tag_logits)
+        if self.method == "tag_score":
+            return tag_score_baseline(decomposition.tag_score)
+        return centre_scores(self.features(decomposition.object_tokens), self.centres, self.kind,
+                             tag_scores=decomposition.tag_score, has_features=decomposition.lengths > 0,
+                             weight_by_tag=self.weight_by_tag)
 
-    def artifact_path(self, tau: float = 0.5, mse_weight: float = 0.1, single_tag: bool = False) -> Path:
-        "Where the projector trained with these settings is (or will be) saved."
-        tau = _check_tau(tau, "tau_train", allow_none=False)
-        options = dict(self.training, mse_weight=float(mse_weight), seed=self.seed, device=str(self.device))
-        # the key of RAM's outputs on ImageNet train, not the outputs: a saved projector loads without them
-        ram_outputs = extraction_key(self.extractor, self._images(self.benchmark.id_train), device=self.device,
-                                     amp=self.settings["amp"])
-        key = cache_key(kind="tagood-projector", version=TAGOOD_ARTIFACT_VERSION, ram_outputs=ram_outputs, tau=tau,
-                        tag_threshold=self.tag_threshold, single_tag=bool(single_tag),
-                        class_tags=[int(tag) for tag in self.class_tags], training=options)
-        return self.cache.root / "artifacts" / f"tagood-projector-{key}.pt"
+    def fit_key(self) -> dict | None:
+        if not self.requires_fit:
+            return None
+        training = dict(self.training, mse_weight=self.mse_weight if self.method == "tagood" else 0.0)
+        return dict(version=TAGOOD_ARTIFACT_VERSION, method=self.method, tau_train=self.tau_train,
+                    tag_threshold=self.tag_threshold, single_tag=self.single_tag, class_tags=self.class_tags.tolist(),
+                    tag_ids=None if self.tag_ids is None else self.tag_ids.tolist(), training=training, seed=self.seed,
+                    device=self.device)
 
-    def trained(self, tau: float = 0.5, mse_weight: float = 0.1, single_tag: bool = False,
-                training_records: tuple | None = None) -> TrainedTagOOD:
-        """The projector trained on ImageNet train decomposed at `tau`: loaded from its artifact, or trained and saved
-        (on `training_records`, the (records, labels) of that decomposition, when the caller already holds them)."""
-        path = self.artifact_path(tau, mse_weight, single_tag)
-        if path in self._trained:
-            return self._trained[path]
-        if path.is_file():
-            result = load_trained(path)
-        else:
-            records, labels = training_records or self._training_records(tau, single_tag)
-            result = train_tagood(records, labels, self.num_classes, mse_weight=mse_weight, seed=self.seed,
-                                  device=str(self.device), progress=self.progress, **self.training)
-            save_trained(result, path)
-        self._trained[path] = result
-        return result
+    def state_dict(self) -> dict:
+        self.check_fitted("centres")
+        return {"projector": None if self.projector is None else self.projector.state_dict(),
+                "model_options": None if self.projector is None else dict(self.projector.options),
+                "centres": self.centres.clone(), "history": None if self.history is None else self.history.to_dict(orient="list")}
 
-    def _method_centres(self, method: str, tau_train: float, single_tag: bool):
-        "(projector or None, centres) of a method that compares features with class centres."
-        key = (method, tau_train, single_tag)
-        if key not in self._centres:
-            if method == "tagood":
-                trained = self.trained(tau_train, single_tag=single_tag)
-                self._centres[key] = (trained.model, trained.centres)
-            else:
-                records, labels = self._training_records(tau_train, single_tag)
-                if method == "cs":
-                    self._centres[key] = (None, class_means(mean_pool(records), labels, self.num_classes))
-                else:  # "ce_cs"
-                    model = self.trained(tau_train, mse_weight=0.0, single_tag=single_tag,
-                                         training_records=(records, labels)).model
-                    self._centres[key] = (model, projected_class_means(model, records, labels, self.num_classes,
-                                                                       device=self.device))
-        return self._centres[key]
-
-    def test_features(self, dataset: str, method: str = "tagood", *, tau_train: float = 0.5, tau_test: float | None = 0.5,
-                      zero_tag_rule: str = "official", single_tag: bool = False) -> tuple:
-        "(features (N, D), Decomposition) of a test set as `method` sees them: projected, or mean-pooled raw tokens."
-        decomposition = self.decomposition(dataset, tau_test, zero_tag_rule)
-        model, _ = self._method_centres(method, tau_train, single_tag)
-        if model is None:
-            return mean_pool(decomposition.object_tokens), decomposition
-        return project(model, decomposition.object_tokens, device=self.device), decomposition
-
-    def scores(self, method: str = "tagood", variant: str = "official", *, tau_train: float = 0.5,
-               tau_test: float | None = 0.5, kind: str | None = None, weight_by_tag: bool | None = None,
-               single_tag: bool = False, datasets=None) -> dict:
-        "{dataset: scores (N,)} for the ID test set and each OOD set (the benchmark's unless `datasets` is given)."
-        _check_choice(method, TAGOOD_METHODS, "method")
-        _check_choice(variant, TAGOOD_VARIANTS, "variant")
-        tau_train = _check_tau(tau_train, "tau_train", allow_none=False)
-        tau_test = _check_tau(tau_test, "tau_test", allow_none=True)
-        rule = TAGOOD_VARIANTS[variant]["zero_tag_rule"]
-        kind = _check_choice(kind or TAGOOD_VARIANTS[variant]["kind"], SCORE_KINDS, "kind")
-        results = {}
-        for dataset in (self.benchmark.id_test, *(datasets or self.benchmark.ood)):
-            if method == "tag_score":
-                results[dataset] = tag_score_baseline(self.decomposition(dataset, tau_test, rule).tag_score)
-                continue
-            features, decomposition = self.test_features(dataset, method, tau_train=tau_train, tau_test=tau_test,
-                                                         zero_tag_rule=rule, single_tag=single_tag)
-            _, centres = self._method_centres(method, tau_train, single_tag)
-            results[dataset] = centre_scores(features, centres, kind, tag_scores=decomposition.tag_score,
-                                             has_features=decomposition.lengths > 0, weight_by_tag=weight_by_tag)
-        return results
-
-    def metrics(self, method: str = "tagood", variant: str = "official", name: str | None = None, **options) -> dict:
-        "{OOD set: evaluate-dict} in this run's convention; the scores are kept in `scores_by_row[name]`."
-        scores = self.scores(method, variant, **options)
-        id_scores = scores.pop(self.benchmark.id_test)
-        name = name or f"{method} ({variant})"
-        self.scores_by_row[name] = {self.benchmark.id_test: id_scores, **scores}
-        self.preprocessing_by_row[name] = self.extractor.transform.kind
-        return {dataset: evaluate(id_scores, ood_scores, convention=self.convention) for dataset, ood_scores in scores.items()}
-
-    def evaluate(self, method: str = "tagood", variant: str = "official", name: str | None = None,
-                 **options) -> pd.DataFrame:
-        """One table row (ood_repro.metrics.results_table: per-OOD-set AUROC/FPR95 ×100 and their average).
-
-        options: tau_train, tau_test (None: whole-image features), kind, weight_by_tag, single_tag, datasets."""
-        name = name or ("TagOOD" if method == "tagood" else method) + ("" if variant == "official" else f" ({variant})")
-        return results_table(self.metrics(method, variant, name, **options), name=name)
-
-
-def run_tagood(benchmark: str = "mos", profile: str = "smoke", method: str = "tagood", variant: str = "official",
-               name: str | None = None, *, tau_train: float = 0.5, tau_test: float | None = 0.5, kind: str | None = None,
-               weight_by_tag: bool | None = None, single_tag: bool = False, datasets=None, **run_options) -> pd.DataFrame:
-    "One TagOOD table row in one call: `TagOODRun(benchmark, profile, **run_options).evaluate(method, variant, ...)`."
-    run = TagOODRun(benchmark, profile, **run_options)
-    return run.evaluate(method, variant, name, tau_train=tau_train, tau_test=tau_test, kind=kind,
-                        weight_by_tag=weight_by_tag, single_tag=single_tag, datasets=datasets)
-
-# %% ../nbs/14_tagood.ipynb #32c8d0ee
-def save_trained(trained: TrainedTagOOD, path) -> Path:
-    "Write a TrainedTagOOD to `path` (atomically: a temporary file beside it, then a rename)."
-    content = dict(trained.checkpoint(), model_options=dict(trained.model.options),
-                   centre_options=dict(momentum=trained.centres.momentum, duplicates=trained.centres.duplicates),
-                   history=trained.history.to_dict(orient="list"), settings=dict(trained.settings))
-    return atomic_write(path, lambda handle: torch.save(content, handle))
-
-
-def load_trained(path) -> TrainedTagOOD:
-    "A TrainedTagOOD saved by `save_trained` (model in eval mode, on the CPU)."
-    path = Path(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-        model = TagOODProjector(**content["model_options"])
-        model.load_state_dict(content["projector"], strict=True)
-    except Exception as error:
-        raise RuntimeError(f"The TagOOD projector artifact {path} cannot be read ({error}); delete it to retrain.") from error
-    num_classes, patterns, part = content["ema"].shape
-    centres = EMACentres(num_classes, patterns * part, patterns, **content["centre_options"])
-    centres.centres.copy_(content["ema"])
-    return TrainedTagOOD(model.eval(), centres, pd.DataFrame(content["history"]), content["settings"])
-
-# %% ../nbs/14_tagood.ipynb #b90bcfdc
-def plot_sweep(table: pd.DataFrame, xlabel: str, metrics=("AUROC", "FPR95"), title: str | None = None):
-    "Metrics of `table` (rows = swept settings in order, columns (dataset, METRIC)) as one line per dataset."
-    import matplotlib.pyplot as plt
-
-    if not isinstance(table.columns, pd.MultiIndex) or not len(table):
-        raise ValueError("table must hold rows with (dataset, METRIC) columns, as TagOODRun.evaluate returns them.")
-    datasets = list(dict.fromkeys(table.columns.get_level_values(0)))
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-    positions = np.arange(len(table))
-    for ax, metric in zip(axes[0], metrics):
-        if metric not in set(table.columns.get_level_values(1)):
-            raise ValueError(f"metric {metric!r} is not in the table; it has {sorted(set(table.columns.get_level_values(1)))}.")
-        for dataset in datasets:
-            style = dict(color="black", linestyle="--", linewidth=2) if dataset == "Average" else {}
-            ax.plot(positions, table[(dataset, metric)].to_numpy(dtype=float), marker="o", label=dataset, **style)
-        ax.set_xticks(positions, [str(label) for label in table.index])
-        ax.set(xlabel=xlabel, ylabel=f"{metric} (%)")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return figure
-
-
-def feature_tsne(run: TagOODRun, datasets=None, n_per_set: int = 200, tau_train: float = 0.5,
-                 tau_test: float | None = 0.5, zero_tag_rule: str = "official", classes=None, perplexity: float = 30.0,
-                 seed: int = 0) -> pd.DataFrame:
-    """2-D t-SNE of test features before (mean raw object tokens) and after the projection: columns stage,
-    dataset, label (class for ID, -1 for OOD), x, y. Up to `n_per_set` images with object tokens per set;
-    `classes`: the ID classes to draw from (None: all)."""
-    from sklearn.manifold import TSNE
-
-    if n_per_set < 2:
-        raise ValueError(f"n_per_set must be at least 2; got {n_per_set}.")
-    model = run.trained(tau_train).model
-    rng = np.random.default_rng(seed)
-    stages = {"before projection": [], "after projection": []}
-    names, labels = [], []
-    for dataset in (run.benchmark.id_test, *(datasets or run.benchmark.ood)):
-        decomposition = run.decomposition(dataset, tau_test, zero_tag_rule)
-        is_id = dataset == run.benchmark.id_test
-        usable = decomposition.lengths > 0
-        if is_id and classes is not None:
-            usable &= np.isin(run.ram_outputs(dataset).labels, np.asarray(classes))
-        candidates = np.flatnonzero(usable)
-        chosen = np.sort(rng.choice(candidates, min(n_per_set, len(candidates)), replace=False))
-        records = [decomposition.object_tokens[int(i)] for i in chosen]
-        if not records:
-            continue
-        stages["before projection"].append(mean_pool(records))
-        stages["after projection"].append(project(model, records, device=run.device))
-        names += [dataset] * len(chosen)
-        labels += list(run.ram_outputs(dataset).labels[chosen]) if is_id else [-1] * len(chosen)
-    frames = []
-    for stage, parts in stages.items():
-        features = np.concatenate(parts).astype(np.float64)
-        embedding = TSNE(n_components=2, perplexity=min(perplexity, (len(features) - 1) / 3), init="pca",
-                         random_state=seed).fit_transform(features)
-        frames.append(pd.DataFrame(dict(stage=stage, dataset=names, label=np.asarray(labels, dtype=np.int64),
-                                        x=embedding[:, 0], y=embedding[:, 1])))
-    return pd.concat(frames, ignore_index=True)
-
-
-def plot_tsne(points: pd.DataFrame, class_names=None, title: str | None = None):
-    "The two t-SNE panels of `feature_tsne`: ID classes in colour, OOD images as grey crosses."
-    import matplotlib.pyplot as plt
-
-    stages = list(dict.fromkeys(points["stage"]))
-    figure, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.6), squeeze=False)
-    colours = plt.get_cmap("tab20")
-    for ax, stage in zip(axes[0], stages):
-        panel = points[points["stage"] == stage]
-        ood = panel[panel["label"] < 0]
-        ax.scatter(ood["x"], ood["y"], marker="x", color="0.6", s=12, linewidths=0.8, label="OOD")
-        for label in sorted(set(panel["label"]) - {-1}):
-            group = panel[panel["label"] == label]
-            name = class_names[label] if class_names is not None else f"class {label}"
-            ax.scatter(group["x"], group["y"], s=10, color=colours(label % 20), label=name)
-        ax.set(title=stage, xticks=[], yticks=[])
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=1.5)
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return figure
+    def load_state_dict(self, state: dict) -> "TagOOD":
+        self.projector = None
+        if state["projector"] is not None:
+            self.projector = TagOODProjector(**state["model_options"])
+            self.projector.load_state_dict(state["projector"], strict=True)
+            self.projector.eval()
+        self.centres = torch.as_tensor(state["centres"])
+        self.history = None if state["history"] is None else pd.DataFrame(state["history"])
+        return self

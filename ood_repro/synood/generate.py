@@ -7,14 +7,14 @@ __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SC
            'GUIDANCE_PROFILES', 'ID_SUBSET_FILE', 'DEFAULT_CONTEXT_QUESTION', 'LLAVA_PROMPT_FORMAT', 'PROMPT_TEMPLATE',
            'RELEASE_CONTEXT_CHARS', 'PROMPT_FORMS', 'MANIFEST_FILE', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS',
            'PROGRESS_FORMAT', 'TEXT_TO_IMAGE_PROFILES', 'SYNTHETIC_SET_PROFILES', 'CONTEXT_SOURCES', 'GuidanceSettings',
-           'guidance_settings', 'atomic_write_bytes', 'remove_stale_temporaries', 'select_id_subset',
-           'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext', 'tiny_llava',
-           'load_llava', 'MLLMContext', 'llava_context', 'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline',
-           'tiny_text_to_image_pipeline', 'load_inpaint_pipeline', 'load_text_to_image_pipeline', 'guidance_loss',
-           'classifier_input', 'load_source_images', 'to_uint8', 'GuidanceStep', 'GuidedImages', 'GuidedInpainter',
-           'make_inpainter', 'generate_dataset', 'read_manifest', 'generated_dataset', 'TextToImageSettings',
-           'label_slug', 'generate_negative_label_images', 'ram_tag_context', 'generate_synthetic_sets',
-           'read_synthetic_sets', 'id_subset_dataset', 'plot_synthetic_pairs']
+           'guidance_settings', 'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer',
+           'ContextCache', 'TagContext', 'tiny_llava', 'load_llava', 'MLLMContext', 'llava_context',
+           'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
+           'load_text_to_image_pipeline', 'guidance_loss', 'classifier_input', 'load_source_images', 'to_uint8',
+           'GuidanceStep', 'GuidedImages', 'GuidedInpainter', 'make_inpainter', 'generate_dataset', 'read_manifest',
+           'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images',
+           'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset',
+           'plot_synthetic_pairs']
 
 # %% ../../nbs/17_synood_generate.ipynb #8b127991
 import gzip
@@ -55,11 +55,13 @@ from ..data import (IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, ImageDataset, get_
                             jpeg_complexity_ranking, load_image)
 from ..neglabel import imagenet_class_names
 from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
+from ..registry import get_model
+from ..store import atomic_write, check_rank, rank_shards, remove_stale_temporaries
 
 # %% ../../nbs/17_synood_generate.ipynb #a6f19c09
-SD2_INPAINTING = "stabilityai/stable-diffusion-2-inpainting"  # the release's model (generate_near_ood_sample.py)
-SD2_TEXT_TO_IMAGE = "stabilityai/stable-diffusion-2-base"  # our choice for "Neg Image": its generator is not released
-LLAVA_MODEL = "llava-hf/llava-1.5-7b-hf"  # our choice: the paper names LLaVA without version or checkpoint
+SD2_INPAINTING = get_model("sd2-inpainting").hub_repository  # the release's model (generate_near_ood_sample.py)
+SD2_TEXT_TO_IMAGE = get_model("sd2-base").hub_repository  # our choice for "Neg Image": its generator is not released
+LLAVA_MODEL = get_model("llava").hub_repository  # our choice: the paper names LLaVA without version or checkpoint
 
 # The scheduler of stabilityai/stable-diffusion-2-inpainting (its scheduler_config.json on the Hugging Face Hub).
 SD2_INPAINT_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
@@ -122,59 +124,13 @@ def guidance_settings(profile: str = "smoke", **overrides) -> GuidanceSettings:
         raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(GUIDANCE_PROFILES)}.")
     return replace(GUIDANCE_PROFILES[profile], **{key: value for key, value in overrides.items() if value is not None})
 
-# %% ../../nbs/17_synood_generate.ipynb #3a70d2dd
-_TEMPORARY = re.compile(r"^\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")
-
-
-def _temporary_path(path: Path) -> Path:
-    return path.parent / f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    "Write `data` to `path` so that readers only ever see the old file or the complete new one."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_path(path)
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder) -> int:
-    "Delete the temporary files that dead processes of this host left under `folder`; returns how many."
-    host, removed = socket.gethostname(), 0
-    for path in Path(folder).rglob(".*.tmp-*"):
-        match = _TEMPORARY.match(path.name)
-        if match and match["host"] == host and not _process_alive(int(match["pid"])):
-            try:
-                path.unlink()
-                removed += 1
-            except FileNotFoundError:  # another process of the same run removed it first
-                pass
-    return removed
-
 # %% ../../nbs/17_synood_generate.ipynb #10aa163e
 ID_SUBSET_FILE = "id_subset.csv"
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    atomic_write_bytes(path, table.to_csv(index=False).encode("utf-8"))
+    data = table.to_csv(index=False).encode("utf-8")
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def select_id_subset(dataset, n_per_class: int = 50, out_dir=None, progress: bool = False) -> pd.DataFrame:
@@ -312,7 +268,8 @@ class ContextCache:
     def flush(self) -> None:
         "Write this process's answers (atomically) if any are new."
         if self._unflushed:
-            atomic_write_bytes(self._file, json.dumps(self._own, ensure_ascii=False, indent=0).encode("utf-8"))
+            data = json.dumps(self._own, ensure_ascii=False, indent=0).encode("utf-8")
+            atomic_write(self._file, lambda handle: handle.write(data))
             self._unflushed = 0
 
     def __len__(self) -> int:
@@ -430,7 +387,7 @@ def load_llava(profile: str = "paper", model_id: str = LLAVA_MODEL, device="cpu"
     if profile == "smoke":
         model, processor = tiny_llava(seed)
         return model.to(device), processor
-    source = _pretrained_source(model_id, "config.json", "LLaVA model")
+    source = _pretrained_source(model_id, get_model("llava").hub_files[0], "LLaVA model")
     dtype = dtype or (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
     processor = _load_pretrained(AutoProcessor.from_pretrained, source, "LLaVA processor")
     model = _load_pretrained(LlavaForConditionalGeneration.from_pretrained, source, "LLaVA model", dtype=dtype)
@@ -558,7 +515,7 @@ def _load_pipeline(pipeline_class, tiny_builder, profile, model_id, device, dtyp
         raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
     if profile == "smoke":
         return tiny_builder(seed).to(device)
-    source = _pretrained_source(model_id, "model_index.json", "Stable Diffusion pipeline")
+    source = _pretrained_source(model_id, get_model("sd2-inpainting").hub_files[0], "Stable Diffusion pipeline")
     pipeline = _load_pretrained(pipeline_class.from_pretrained, source, "Stable Diffusion pipeline", torch_dtype=dtype)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
@@ -795,7 +752,8 @@ def _canonical(value):
     return json.loads(json.dumps(value, sort_keys=True))
 
 
-def _check_run_file(out_dir: Path, run_info: dict, write: bool) -> None:
+def _check_run_file(out_dir: Path, run_info: dict) -> None:
+    "Write the run's identity into `out_dir`, or check that the one there is this run's (resuming)."
     path = out_dir / RUN_FILE
     run_info = _canonical(run_info)
     if path.is_file():
@@ -804,10 +762,9 @@ def _check_run_file(out_dir: Path, run_info: dict, write: bool) -> None:
             differing = sorted(key for key in set(existing) | set(run_info) if existing.get(key) != run_info.get(key))
             raise ValueError(f"{path} was written by a run with other {differing}; its images would mix with this "
                              f"run's. Use a new out_dir, or the same settings to resume.")
-    elif write:
-        atomic_write_bytes(path, json.dumps(run_info, indent=1, sort_keys=True).encode("utf-8"))
-    else:
-        raise FileNotFoundError(f"{path} is missing although the main process should have written it.")
+    else:  # any process may write it: every process of one run writes the same bytes, atomically
+        data = json.dumps(run_info, indent=1, sort_keys=True).encode("utf-8")
+        atomic_write(path, lambda handle: handle.write(data))
 
 
 def _manifest(records: list) -> pd.DataFrame:
@@ -825,9 +782,9 @@ def _manifest(records: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, image_format: str, accelerator,
-               progress: bool, description: str) -> pd.DataFrame:
-    "Write every item not yet finished (resumable, sharded by batches); returns the manifest of all items."
+def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, image_format: str, progress: bool,
+               description: str, rank: int = 0, world_size: int = 1) -> pd.DataFrame | None:
+    "Write the unfinished items of this rank's batches (resumable); the manifest of all items, None while some are missing."
     out_dir = Path(out_dir)
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}.")
@@ -839,24 +796,13 @@ def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, i
     bad = [name for name in names if len(Path(name).parts) != 2 or name.startswith(".") or "/." in name]
     if bad:
         raise ValueError(f"Output names must be '<subfolder>/<file stem>' without leading dots, e.g. {bad[:3]}.")
-    rank = accelerator.process_index if accelerator is not None else 0
-    world_size = accelerator.num_processes if accelerator is not None else 1
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _check_run_file(out_dir, run_info, write=True)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    if rank != 0:
-        _check_run_file(out_dir, run_info, write=False)
-    remove_stale_temporaries(out_dir)
+    check_rank(rank, world_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_file(out_dir, run_info)
+    remove_stale_temporaries(out_dir, recursive=True)
 
     batches = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
-    if accelerator is not None:
-        with accelerator.split_between_processes(list(range(len(batches)))) as shard:
-            my_batches = list(shard)
-    else:
-        my_batches = list(range(len(batches)))
-    pending = [index for index in my_batches
+    pending = [index for index in rank_shards(len(batches), rank, world_size)
                if not all(_finished(out_dir, item["name"], image_format) for item in batches[index])]
     todo_count = sum(not _finished(out_dir, item["name"], image_format) for index in pending for item in batches[index])
     bar = tqdm(total=todo_count, unit="img", desc=f"{description} [{rank + 1}/{world_size}]", disable=not progress,
@@ -868,30 +814,29 @@ def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, i
             continue
         pixels, records = produce(batch)
         for item, image, record, write in zip(batch, pixels, records, missing):
-            if write:
-                atomic_write_bytes(_image_path(out_dir, item["name"], image_format), _image_bytes(image, image_format))
-                record = dict(record, rank=rank, world_size=world_size)
-                atomic_write_bytes(_record_path(out_dir, item["name"]), json.dumps(record, indent=1).encode("utf-8"))
+            if write:  # the image before its record: an item is finished once its record exists
+                image_data = _image_bytes(image, image_format)
+                atomic_write(_image_path(out_dir, item["name"], image_format), lambda handle: handle.write(image_data))
+                record_data = json.dumps(dict(record, rank=rank, world_size=world_size), indent=1).encode("utf-8")
+                atomic_write(_record_path(out_dir, item["name"]), lambda handle: handle.write(record_data))
         bar.update(sum(missing))
     bar.close()
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
     unfinished = [name for name in names if not _finished(out_dir, name, image_format)]
+    if unfinished and world_size > 1:
+        return None  # other processes' batches: the call that finds every item finished writes the manifest
     if unfinished:
         raise RuntimeError(f"{len(unfinished)} images of {out_dir} are not finished (e.g. {unfinished[:3]}): "
                            "a process failed; rerun to resume.")
     records = [json.loads(_record_path(out_dir, name).read_text(encoding="utf-8")) for name in names]
     manifest = _manifest(records)
-    if rank == 0:
-        _write_csv(manifest, out_dir / MANIFEST_FILE)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
+    _write_csv(manifest, out_dir / MANIFEST_FILE)  # the same bytes, whichever process writes it
     return manifest
 
 
 def generate_dataset(subset: pd.DataFrame, context_source, inpainter: GuidedInpainter, out_dir, seed: int = 0,
                      batch_size: int = 1, prompt_form: str = "release", prompt_from: str = "labels",
-                     image_format: str = "png", accelerator=None, progress: bool = True) -> pd.DataFrame:
+                     image_format: str = "png", progress: bool = True, rank: int = 0,
+                     world_size: int = 1) -> pd.DataFrame | None:
     "Generate the synthetic image of every subset row (path, class, name) into `out_dir`; resumable; returns the manifest."
     missing_columns = {"path", "class", "name"} - set(subset.columns)
     if missing_columns:
@@ -923,8 +868,8 @@ def generate_dataset(subset: pd.DataFrame, context_source, inpainter: GuidedInpa
         return to_uint8(result.images), records
 
     try:
-        return _run_items(items, out_dir, run_info, produce, batch_size, image_format, accelerator, progress,
-                          "SynOOD images")
+        return _run_items(items, out_dir, run_info, produce, batch_size, image_format, progress, "SynOOD images",
+                          rank, world_size)
     finally:
         if hasattr(context_source, "flush"):
             context_source.flush()
@@ -964,7 +909,8 @@ def label_slug(label: str) -> str:
 
 def generate_negative_label_images(labels, pipeline: StableDiffusionPipeline, out_dir, settings=None,
                                    images_per_label: int = 1, seed: int = 0, batch_size: int = 1,
-                                   image_format: str = "png", accelerator=None, progress: bool = True) -> pd.DataFrame:
+                                   image_format: str = "png", progress: bool = True, rank: int = 0,
+                                   world_size: int = 1) -> pd.DataFrame | None:
     "Text-to-image images prompted by each negative label (Table 4's Neg Image); resumable; returns the manifest."
     labels = [str(label) for label in labels]
     if not labels:
@@ -995,7 +941,8 @@ def generate_negative_label_images(labels, pipeline: StableDiffusionPipeline, ou
                     "seed": item["seed"]} for item in batch]
         return to_uint8(images), records
 
-    return _run_items(items, out_dir, run_info, produce, batch_size, image_format, accelerator, progress, "Neg images")
+    return _run_items(items, out_dir, run_info, produce, batch_size, image_format, progress, "Neg images", rank,
+                      world_size)
 
 # %% ../../nbs/17_synood_generate.ipynb #e1770c52
 SYNTHETIC_SET_PROFILES = {"smoke": {"n_per_class": 1, "num_inference_steps": 5},
@@ -1051,7 +998,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
                             iterations: int | None = None, neg_images: int | None = None,
                             question: str = DEFAULT_CONTEXT_QUESTION, device=None, batch_size: int = 1,
                             image_format: str = "png", classifier_checkpoint=None, ram_checkpoint=None,
-                            accelerator=None, progress: bool = True) -> dict:
+                            progress: bool = True, rank: int = 0, world_size: int = 1) -> dict:
     "Grad Image set (out_dir/grad_image) and, given `negative_labels`, Neg Image set (out_dir/neg_image); resumable."
     # out_dir None: a cache folder named after the settings, so that other settings never meet a finished run
     if profile not in SYNTHETIC_SET_PROFILES:
@@ -1084,7 +1031,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
         source = llava_context(profile, config=config, device=device, seed=seed, question=question)
     sets = {"dir": out_dir, "subset": subset, "grad_dir": out_dir / "grad_image", "neg_dir": None, "neg": None}
     sets["grad"] = generate_dataset(subset, source, inpainter, sets["grad_dir"], seed=seed, batch_size=batch_size,
-                                    image_format=image_format, accelerator=accelerator, progress=progress)
+                                    image_format=image_format, progress=progress, rank=rank, world_size=world_size)
     if negative_labels is not None:
         n_images = len(subset) if neg_images is None else neg_images
         if not isinstance(n_images, int) or n_images < 1:
@@ -1095,8 +1042,8 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
         sets["neg_dir"] = out_dir / "neg_image"
         sets["neg"] = generate_negative_label_images(labels, pipeline, sets["neg_dir"], settings,
                                                      images_per_label=per_label, seed=seed, batch_size=batch_size,
-                                                     image_format=image_format, accelerator=accelerator,
-                                                     progress=progress)
+                                                     image_format=image_format, progress=progress, rank=rank,
+                                                     world_size=world_size)
     return sets
 
 
