@@ -34,7 +34,7 @@ import torch
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from timing import best_time  # noqa: E402
-from ood_repro import cache  # noqa: E402
+from ood_repro import cache, store  # noqa: E402
 from ood_repro.cache import FeatureCache, consolidate, extract, verify_cache  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def build(root: Path, n_rows: int, width: int, shard_size: int, merge: bool = Tr
         entry = extract(WideExtractor(width), Rows(n_rows), FeatureCache(root), batch_size=256, shard_size=shard_size,
                         progress=False, on_event=None if merge else stop_before_merge)
     except Stop:
-        entry = FeatureCache(root).entry(cache.cache_key(**cache.extraction_parts(WideExtractor(width), Rows(n_rows))))
+        entry = FeatureCache(root).entry(store.cache_key(**cache.extraction_parts(WideExtractor(width), Rows(n_rows))))
     return entry, time.perf_counter() - started
 
 

@@ -38,7 +38,8 @@ from torch.profiler import ProfilerActivity, profile
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ood_repro.backbones import get_extractor  # noqa: E402
-from ood_repro.synood.generate import GuidedInpainter, guidance_settings, tiny_inpaint_pipeline  # noqa: E402
+from ood_repro.synood.generate import tiny_inpaint_pipeline  # noqa: E402
+from ood_repro.synood.guidance import GuidedInpainter, guidance_settings  # noqa: E402
 
 MODES = ("skip", "full")
 

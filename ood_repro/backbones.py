@@ -32,7 +32,7 @@ from safetensors.torch import load_file as load_safetensors
 from timm.models import resnet, swin_transformer, vision_transformer
 from torchvision import transforms
 
-from .config import PROFILES, load_config
+from .config import check_profile, load_config
 from .data import TOY_ID_CLASSES, make_transform
 from .registry import BACKBONE_LIBRARIES, BACKBONES, TINY_IMAGE_SIZE, ModelSpec, get_model
 
@@ -50,9 +50,6 @@ def models_table() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("name")
 
 # %% ../nbs/04_backbones.ipynb #4b73fa85
-_ENVELOPE_KEYS = ("state_dict", "model")
-
-
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since PyTorch 1.6 is a zip archive
 
 
@@ -102,6 +99,9 @@ def load_checkpoint(path: Path | str):
                          f"torch.load can read ({what}): is it complete, and saved with torch.save (or a "
                          f".safetensors file)?") from error
 
+# %% ../nbs/04_backbones.ipynb #b1a7a1b5
+_ENVELOPE_KEYS = ("state_dict", "model")
+
 
 def read_state_dict(path: Path | str) -> dict:
     "The tensors of checkpoint `path` (.safetensors, or a torch.save file) as a flat name → tensor dict."
@@ -120,7 +120,7 @@ def read_state_dict(path: Path | str) -> dict:
         state = {name.removeprefix("module."): value for name, value in state.items()}
     return state
 
-
+# %% ../nbs/04_backbones.ipynb #e1251d75
 def _listing(names: list, limit: int = 8) -> str:
     "The first `limit` names, comma-separated, and how many more there are."
     shown = ", ".join(names[:limit])
@@ -141,7 +141,7 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict, source: str) -> 
                          ". Check that the file belongs to this model (and, in the smoke profile, to its tiny configuration).")
     model.load_state_dict(state, strict=True)
 
-
+# %% ../nbs/04_backbones.ipynb #f734f1c7
 def file_sha256(path: Path | str) -> str:
     "SHA-256 of a file, read in 16 MiB blocks (checkpoints are too large to read at once)."
     digest = hashlib.sha256()
@@ -154,18 +154,18 @@ def file_sha256(path: Path | str) -> str:
 class WeightsUnavailableError(RuntimeError):
     "Real weights of a model could be neither found locally nor downloaded."
 
-
+# %% ../nbs/04_backbones.ipynb #0b44dba4
 def hub_offline() -> bool:
     "Downloads are forbidden: HF_HUB_OFFLINE is set now, or was when huggingface_hub was imported."
     current = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     return current or bool(hub_constants.HF_HUB_OFFLINE)
 
-
+# %% ../nbs/04_backbones.ipynb #7f1a1eae
 def hub_location(spec: ModelSpec) -> tuple:
     "(repository, candidate file names) under which the hub publishes the weights of `spec`: the registry's record."
     return spec.hub_repository, spec.hub_files
 
-
+# %% ../nbs/04_backbones.ipynb #633fae88
 def _unavailable(spec: ModelSpec, reason: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"Real weights for model {spec.name!r} ({spec.real_id}, pretrained tag {spec.pretrained_tag!r}) are not "
@@ -195,7 +195,7 @@ def hub_weights_file(spec: ModelSpec) -> Path:
             raise _unavailable(spec, f"downloading {repository}/{filename} failed ({error})") from error
     raise _unavailable(spec, f"{repository} has none of the files {list(filenames)}")
 
-
+# %% ../nbs/04_backbones.ipynb #06c0aa6b
 def resolve_weights(spec: ModelSpec, config=None, checkpoint=None) -> tuple:
     "(weights file, weights id) for the paper profile: explicit checkpoint, configured checkpoint, hub cache, hub."
     if checkpoint is not None:
@@ -248,7 +248,7 @@ class Extractor:
         return {"model_id": self.model_id, "weights_id": self.weights_id,
                 "preprocessing": self.transform.description, "extractor_version": EXTRACTOR_VERSION, **self.options()}
 
-
+# %% ../nbs/04_backbones.ipynb #c46e7172
 class ExtractorWrapper(Extractor):
     "An extractor applied through another one (`self.wrapped`): same transform and device, identity extended by `options()`."
 
@@ -275,9 +275,6 @@ class ExtractorWrapper(Extractor):
 # %% ../nbs/04_backbones.ipynb #1f662d5c
 BLOCK_NORM_VERSION = "relu-l2-over-positions-mean-over-channels-v1"  # enters the cache key of block_norms
 
-_BLOCK_LAYOUTS = ((resnet.BasicBlock, "NCHW"), (resnet.Bottleneck, "NCHW"),
-                  (swin_transformer.SwinTransformerBlock, "NHWC"), (vision_transformer.Block, "NLC"))
-
 
 def feature_map_norm(activations: torch.Tensor, layout: str, prefix_tokens: int = 0) -> torch.Tensor:
     "FeatureNorm (Yu et al., CVPR 2023): per channel the L2 norm of ReLU(a) over positions, averaged over channels; (B,) float32."
@@ -291,6 +288,10 @@ def feature_map_norm(activations: torch.Tensor, layout: str, prefix_tokens: int 
     else:
         raise ValueError(f"Unknown feature-map layout {layout!r}; use 'NCHW', 'NHWC' or 'NLC'.")
     return channels_by_position.norm(dim=2).mean(dim=1)
+
+# %% ../nbs/04_backbones.ipynb #38b100e3
+_BLOCK_LAYOUTS = ((resnet.BasicBlock, "NCHW"), (resnet.Bottleneck, "NCHW"),
+                  (swin_transformer.SwinTransformerBlock, "NHWC"), (vision_transformer.Block, "NLC"))
 
 
 def feature_blocks(model: torch.nn.Module) -> list:
@@ -367,7 +368,7 @@ def clip_tokenizer(context_length: int = 77) -> open_clip.SimpleTokenizer:
     "CLIP's BPE tokenizer from the vocabulary file bundled with open_clip (offline); built once per context length."
     return open_clip.SimpleTokenizer(context_length=context_length)
 
-
+# %% ../nbs/04_backbones.ipynb #a447d2ef
 LOCAL_FEATURES_VERSION = "gl-mcm-value-path-v1"  # enters the cache key of local_features
 CLIP_OUTPUTS_VERSION = "image-feature-norms-v1"  # enters every CLIP cache key: entries without the norms are not reused
 
@@ -499,8 +500,7 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
             raise ValueError(f"{', '.join(unsupported)} do not apply to the RAM tagger {name!r}.")
         return get_ram_extractor(name, profile, config=config, seed=seed, checkpoint=checkpoint,
                                  preprocessing=preprocessing)
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
+    check_profile(profile)
     if block_norms and spec.library != "timm":
         raise ValueError(f"block_norms (FeatureNorm's block outputs) needs a timm classifier; {name!r} is a CLIP model.")
     if local_features and spec.library != "open_clip":
@@ -540,7 +540,7 @@ def normalisation_std(transform) -> tuple:
             return tuple(float(value) for value in step.std)
     raise ValueError(f"The transform {transform!r} has no Normalize step to read the per-channel std from; pass `std=` explicitly.")
 
-
+# %% ../nbs/04_backbones.ipynb #7c44e9d3
 class OdinExtractor(ExtractorWrapper):
     "ODIN's perturbed-input logits (Liang et al., ICLR 2018, Eq. 2) as an extractor: {'odin_logits': (B, C)}."
 
@@ -595,7 +595,7 @@ def jigsaw_order(image: torch.Tensor, grid: int = 3, seed: int = 0) -> list:
     generator = torch.Generator().manual_seed(checksum)
     return torch.randperm(grid * grid, generator=generator).tolist()
 
-
+# %% ../nbs/04_backbones.ipynb #5f82e953
 def jigsaw_puzzle(images: torch.Tensor, grid: int = 3, seed: int = 0) -> torch.Tensor:
     "Each image of `images` (B, C, H, W) cut into grid × grid tiles, shuffled by `jigsaw_order`."
     if not isinstance(grid, int) or grid < 2:
@@ -613,7 +613,7 @@ def jigsaw_puzzle(images: torch.Tensor, grid: int = 3, seed: int = 0) -> torch.T
                       source_col * tile_width:(source_col + 1) * tile_width]
     return puzzles
 
-
+# %% ../nbs/04_backbones.ipynb #7fd7e3dc
 class JigsawExtractor(ExtractorWrapper):
     "Any extractor applied to jigsaw puzzles of its input images: FeatureNorm's pseudo-OOD (Yu et al., CVPR 2023)."
 

@@ -33,15 +33,6 @@ from .config import PROFILES, Config, find_repo_root, load_config
 from .registry import MODELS, models_read_by
 
 # %% ../nbs/18_cli.ipynb #5a657ec1
-FIGURES = {  # (paper, number): title; the figures with data (TagOOD arXiv 2408.15566, SynOOD arXiv 2507.10225)
-    ("tagood", 3): "TagOOD Figure 3: threshold τ used to decompose the training images",
-    ("tagood", 4): "TagOOD Figure 4: t-SNE of object features before and after the projection (OOD in grey)",
-    ("tagood", 5): "TagOOD Figure 5: threshold τ at test time, object vs whole-image features, six OOD sets",
-    ("synood", 3): "SynOOD Figure 3: number of synthetic OOD images m, with and without label fine-tuning",
-    ("synood", 4): "SynOOD Figure 4: in-distribution images beside their synthetic near-boundary OOD images",
-}
-
-
 @dataclass(frozen=True)
 class Experiment:
     "One table or figure of one paper, and the notebook that reproduces it."
@@ -60,6 +51,15 @@ class Experiment:
     def weights(self) -> tuple:
         "The registry models its paper profile loads (`requirements`)."
         return requirements(self.name)[1]
+
+# %% ../nbs/18_cli.ipynb #1f0b37b0
+FIGURES = {  # (paper, number): title; the figures with data (TagOOD arXiv 2408.15566, SynOOD arXiv 2507.10225)
+    ("tagood", 3): "TagOOD Figure 3: threshold τ used to decompose the training images",
+    ("tagood", 4): "TagOOD Figure 4: t-SNE of object features before and after the projection (OOD in grey)",
+    ("tagood", 5): "TagOOD Figure 5: threshold τ at test time, object vs whole-image features, six OOD sets",
+    ("synood", 3): "SynOOD Figure 3: number of synthetic OOD images m, with and without label fine-tuning",
+    ("synood", 4): "SynOOD Figure 4: in-distribution images beside their synthetic near-boundary OOD images",
+}
 
 
 def _table_titles() -> dict:
@@ -120,14 +120,14 @@ class Parameter:
     def shown(self) -> str:
         return f"{self.name}={self.default!r}" if self.literal else f"{self.name}={self.default}"
 
-
+# %% ../nbs/18_cli.ipynb #8c5dcf32
 def notebooks_dir(path=None) -> Path:
     "Where the experiment notebooks are: `path`, else `nbs/` of the checkout (of the current directory outside one)."
     if path is not None:
         return Path(path)
     return (find_repo_root() or Path.cwd()) / "nbs"
 
-
+# %% ../nbs/18_cli.ipynb #ec93f76a
 def read_parameters(notebook) -> dict:
     "{name: Parameter} of the one cell tagged `parameters` in `notebook`, read without executing anything."
     notebook = Path(notebook)
@@ -167,7 +167,7 @@ def read_parameters(notebook) -> dict:
 class UsageError(ValueError):
     "A command line that cannot run: unknown experiment or parameter, a value of the wrong type. Exit code 2."
 
-
+# %% ../nbs/18_cli.ipynb #875c04af
 class ParameterError(UsageError):
     "A notebook parameter that cannot run: not declared, of the wrong kind, outside its interval, not one of its choices."
 
@@ -175,7 +175,7 @@ class ParameterError(UsageError):
         # IPython's hook for exceptions that render themselves: a notebook shows this line instead of a traceback
         return [f"{type(self).__name__}: {self}"]
 
-
+# %% ../nbs/18_cli.ipynb #b55ca575
 KINDS = {"bool": "True or False", "integer": "an integer", "number": "a number", "string": "a string",
          "list": "a list", "dict": "a dict", "none": "None"}  # each kind of value, as an error names it
 
@@ -189,7 +189,7 @@ class Rule:
     item: str = ""  # the kind of every item of a list and key of a dict; interval and choices then apply to those
     among: str = ""  # another parameter of the notebook: the value must be one of its items
 
-
+# %% ../nbs/18_cli.ipynb #37fbb4a9
 _PATH = Rule(("string", "none"))  # a file or folder; None: the config's, the cache's or the profile's
 _COUNT = Rule(("integer", "none"), "[1, inf)")  # None: the profile's or the method's default
 _POSITIVE = Rule(interval="[1, inf)")
@@ -246,8 +246,8 @@ PARAMETER_RULES = {
     "train_batch_size": _POSITIVE, "tuning_lr": _SCALE, "id_per_class": _COUNT,
     "m_values": Rule(item="integer", interval="[1, inf)"),
     "anchor_m": Rule(interval="[1, inf)", among="m_values"),
-    "loss": Rule(choices="ood_repro.synood.generate:LOSSES"),
-    "gradient": Rule(choices="ood_repro.synood.generate:GRADIENTS"),
+    "loss": Rule(choices="ood_repro.synood.guidance:LOSSES"),
+    "gradient": Rule(choices="ood_repro.synood.guidance:GRADIENTS"),
     "context": Rule(choices="ood_repro.synood.generate:CONTEXT_SOURCES"),
     "steps": _COUNT, "n_per_class": _COUNT, "neg_images": _COUNT, "n_groups": _COUNT,
     "iterations": _POSITIVE, "n_pairs": _POSITIVE,
@@ -262,7 +262,7 @@ def parse_value(text: str):
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 
-
+# %% ../nbs/18_cli.ipynb #95011e31
 def _kinds_of(value) -> set:
     "The kinds of KINDS that `value` is: an int is an integer and a number, True only True or False."
     if value is None:
@@ -290,7 +290,7 @@ def accepted_kinds(parameter: Parameter) -> tuple:
     default = parameter.default
     return ("integer",) if isinstance(default, int) and not isinstance(default, bool) else tuple(_kinds_of(default))
 
-
+# %% ../nbs/18_cli.ipynb #06b5ea87
 def _registry(choices) -> tuple:
     "The allowed strings: `choices` itself, or the library registry it names as 'module:NAME' (a dict: its keys)."
     if isinstance(choices, str):
@@ -331,7 +331,7 @@ def check_parameter(parameter: Parameter, value, notebook: str):
             raise ParameterError(f"{subject} must be one of {', '.join(allowed)}, not {item!r}.{hint}")
     return value
 
-
+# %% ../nbs/18_cli.ipynb #71d7cd48
 def check_relations(parameters: dict, values: dict, notebook: str) -> None:
     "The `among` rules of `notebook`'s parameters, on `values` over the defaults; ParameterError if one fails."
     merged = {name: parameter.default for name, parameter in parameters.items() if parameter.literal} | values
@@ -341,14 +341,14 @@ def check_relations(parameters: dict, values: dict, notebook: str) -> None:
             raise ParameterError(f"Parameter `{name}` of {notebook} must be one of `{among}` ({merged[among]!r}), "
                                  f"not {merged[name]!r}.")
 
-
+# %% ../nbs/18_cli.ipynb #775ad5c2
 def unknown_parameter(name: str, parameters: dict, notebook: str) -> ParameterError:
     "The error for a parameter `name` that `notebook` does not declare, naming the closest ones it does."
     close = difflib.get_close_matches(name, list(parameters), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ParameterError(f"{notebook} has no parameter {name!r}.{hint} Its parameters: {', '.join(parameters)}.")
 
-
+# %% ../nbs/18_cli.ipynb #64708870
 def check_value(parameter: Parameter, text: str, notebook: str):
     "The value of `-p NAME TEXT` for `parameter` of `notebook`, checked as the notebook checks it; ParameterError if not."
     kinds = accepted_kinds(parameter)
@@ -368,7 +368,7 @@ def notebook_file(name: str) -> Path:
                                 "(papermill --cwd DIR) or from the checkout.")
     return found
 
-
+# %% ../nbs/18_cli.ipynb #2a2d2269
 def injected_names(source) -> list:
     "The names assigned by papermill's injected-parameters cell, from its source (it starts `# Parameters`); else []."
     if not isinstance(source, str) or not source.startswith("# Parameters"):
@@ -381,7 +381,7 @@ def injected_names(source) -> list:
     targets += [node.target for node in body if isinstance(node, ast.AnnAssign)]
     return [node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)]
 
-
+# %% ../nbs/18_cli.ipynb #f879bf50
 def check_parameters(notebook: str, namespace: dict) -> None:
     "Check experiment `notebook`'s parameters as `namespace` (its globals()) holds them, papermill's included."
     parameters = read_parameters(notebook_file(notebook))
@@ -409,7 +409,7 @@ def _shown_path(path: Path, config: Config) -> str:
     path = Path(path)
     return str(path.relative_to(config.results_dir)) if path.is_relative_to(config.results_dir) else str(path)
 
-
+# %% ../nbs/18_cli.ipynb #1e9cd7ae
 def result_status(name: str, config: Config) -> str:
     "'paper' when a paper-profile result exists, else 'smoke' when a smoke result does, else 'none'."
     return next((profile for profile in ("paper", "smoke") if result_files(name, profile, config)), "none")
@@ -487,7 +487,14 @@ class RunResult:
     written: tuple = ()
     error: str = ""
 
+# %% ../nbs/18_cli.ipynb #6bb67e87
+def executed_notebooks(name: str, config: Config) -> dict:
+    "Where `run` keeps experiment `name`'s executed notebook: 'ok' (the last good run), 'running', 'failed'."
+    folder = config.results_dir / "runs" / "papermill"
+    return {"ok": folder / f"{name}.ipynb", "running": folder / f"{name}.running.ipynb",
+            "failed": folder / f"{name}.failed.ipynb"}
 
+# %% ../nbs/18_cli.ipynb #8a2ff3af
 def _plan_run(experiment: Experiment, overrides: list, nbs: Path, config_file, all_mode: bool) -> dict:
     "The checked parameters for one notebook; UsageError for anything that cannot run."
     notebook = nbs / f"{experiment.name}.ipynb"
@@ -503,13 +510,6 @@ def _plan_run(experiment: Experiment, overrides: list, nbs: Path, config_file, a
     if config_file is not None and "config_file" in parameters:
         values.setdefault("config_file", str(Path(config_file).resolve()))
     return values
-
-
-def executed_notebooks(name: str, config: Config) -> dict:
-    "Where `run` keeps experiment `name`'s executed notebook: 'ok' (the last good run), 'running', 'failed'."
-    folder = config.results_dir / "runs" / "papermill"
-    return {"ok": folder / f"{name}.ipynb", "running": folder / f"{name}.running.ipynb",
-            "failed": folder / f"{name}.failed.ipynb"}
 
 
 def _execute(experiment: Experiment, parameters: dict, nbs: Path, config: Config, progress: bool, out) -> RunResult:
@@ -680,7 +680,7 @@ def extract_command(args, config: Config, out) -> int:
         shutdown_distributed()
     return 0
 
-
+# %% ../nbs/18_cli.ipynb #78e7b195
 def cache_verify_command(keys: list, config: Config, out) -> int:
     "Check every byte of the cache's entries (or of `keys`) against their checksums; 1 when anything is damaged."
     from ood_repro.cache import FeatureCache, verify_cache
@@ -703,7 +703,7 @@ def cache_verify_command(keys: list, config: Config, out) -> int:
             print(f"      {entry.fix_hint(found)}", file=out)
     return 1 if any(results.values()) else 0
 
-
+# %% ../nbs/18_cli.ipynb #b6f52c63
 def cache_command(config: Config, out) -> int:
     from ood_repro.cache import FeatureCache
 
@@ -740,12 +740,7 @@ class Check:
     detail: str
     blocks: str = ""
 
-
-def _blocked(requirement: str) -> str:
-    names = [e.name for e in catalogue() if requirement in e.datasets + e.weights]
-    return f"paper profile of {', '.join(names)}" if names else ""
-
-
+# %% ../nbs/18_cli.ipynb #a134c666
 def gpu_checks() -> list:
     import torch
 
@@ -757,6 +752,11 @@ def gpu_checks() -> list:
         properties = torch.cuda.get_device_properties(index)
         checks.append(Check("gpu", f"cuda:{index}", True, f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB"))
     return checks
+
+# %% ../nbs/18_cli.ipynb #48764793
+def _blocked(requirement: str) -> str:
+    names = [e.name for e in catalogue() if requirement in e.datasets + e.weights]
+    return f"paper profile of {', '.join(names)}" if names else ""
 
 
 def _hub_cached(repository: str, filenames) -> Path | None:
@@ -788,7 +788,7 @@ def weight_checks(config: Config) -> list:
         checks.append(Check("weights", spec.name, ok, detail, "" if ok else _blocked(spec.name)))
     return checks
 
-
+# %% ../nbs/18_cli.ipynb #6343e876
 def dataset_checks(config: Config, specs=None) -> list:
     "One check per dataset (registry names or DatasetSpecs; default: the whole registry), counts included."
     from ood_repro.data import DATASETS, check_counts, get_spec
@@ -808,7 +808,7 @@ def dataset_checks(config: Config, specs=None) -> list:
             checks.append(Check("datasets", spec.name, True, f"{count:,} images at {location}"))
     return checks
 
-
+# %% ../nbs/18_cli.ipynb #2ae77c0a
 OPTIONAL_DEPENDENCIES = [  # (module, distribution, what needs it)
     ("faiss", "faiss-cpu", "KNN baseline at ImageNet scale (tab1_synood)"),
     ("nltk", "nltk", "finding WordNet data fetched by nltk.download (NegLabel's corpus)"),
@@ -839,7 +839,7 @@ def dependency_checks() -> list:
                         "" if chromium else "the JupyterLab browser test"))
     return checks
 
-
+# %% ../nbs/18_cli.ipynb #03581dbb
 def corpus_checks(config: Config) -> list:
     "The WordNet database found, and which corpus NegLabel's paper-profile runs will mine from."
     # imported here: the neglabel module brings torch, seconds of start-up for every other command
@@ -861,13 +861,13 @@ def corpus_checks(config: Config) -> list:
                    "WordNet derivation instead)")
     return [wordnet, corpus]
 
-
+# %% ../nbs/18_cli.ipynb #05534396
 def doctor(config: Config, datasets=None) -> list:
     "Every check of `ood-repro doctor`, in the order it prints them."
     return (gpu_checks() + weight_checks(config) + dataset_checks(config, datasets) + dependency_checks()
             + corpus_checks(config))
 
-
+# %% ../nbs/18_cli.ipynb #0635d2f8
 def doctor_command(config: Config, out) -> int:
     checks = doctor(config)
     width = max(len(check.name) for check in checks)

@@ -4,9 +4,8 @@
 
 # %% auto #0
 __all__ = ['CSP_EXCLUDED_FILES', 'CSP_SUPERCLASSES', 'CSP_CLASS_TEMPLATES', 'CSP_ADJECTIVE_TEMPLATES', 'CSP_MAX_SIMILARITY',
-           'CSP_PROFILE_DEFAULTS', 'CSP_VARIANTS', 'corpus_word_lists', 'csp_corpus', 'conjugated_labels',
-           'template_mean_features', 'mine_csp_negatives', 'profile_corpus', 'kept_label_texts', 'csp_texts', 'CSP',
-           'csp_scorer']
+           'CSP_VARIANTS', 'corpus_word_lists', 'csp_corpus', 'conjugated_labels', 'template_mean_features',
+           'mine_csp_negatives', 'profile_corpus', 'kept_label_texts', 'csp_texts', 'CSP', 'csp_scorer']
 
 # %% ../nbs/21_csp.ipynb #dd490645
 import random
@@ -14,7 +13,7 @@ import warnings
 
 import torch
 
-from .config import load_config
+from .config import load_config, profile_settings
 from .neglabel import (NEGLABEL_FILE_ORDER, SMOKE_CORPUS, NegativeLabels, NegLabel, NegLabelTexts, WordCorpus,
                                 build_corpus, find_wordnet, group_indices, lexfile_words, neglabel_class_names,
                                 percentile_similarity, read_word_lists, read_wordnet_synsets, released_word_lists,
@@ -117,7 +116,6 @@ def kept_label_texts(extractor, class_names, class_features, corpus: WordCorpus,
                          extractor.cache_id()["model_id"])
 
 # %% ../nbs/21_csp.ipynb #8ae1958e
-CSP_PROFILE_DEFAULTS = {"paper": {"fraction": 0.15, "n_groups": 100}, "smoke": {"fraction": 0.5, "n_groups": 4}}
 CSP_VARIANTS = ("official",)
 
 
@@ -128,9 +126,7 @@ def csp_texts(extractor, class_names=None, corpus=None, *, profile: str = "smoke
     if variant not in CSP_VARIANTS:
         raise ValueError(f"Unknown CSP variant {variant!r}; available: {CSP_VARIANTS} (no departure of the release "
                          f"from the paper could be checked, so there is no 'paper' variant).")
-    if profile not in CSP_PROFILE_DEFAULTS:
-        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(CSP_PROFILE_DEFAULTS)}.")
-    defaults = CSP_PROFILE_DEFAULTS[profile]
+    defaults = profile_settings(profile, "csp")  # fraction mined and n_groups; checks the profile
     config = config or load_config()
     class_names = list(neglabel_class_names(profile, config) if class_names is None else class_names)
     corpus = profile_corpus(corpus, profile, config,

@@ -33,7 +33,7 @@ from torchvision import transforms
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
-from .config import PROFILES, Config, load_config
+from .config import Config, check_profile, load_config
 
 # %% ../nbs/02_data.ipynb #cf12c677
 ROLES = ("id-train", "id-test", "ood")
@@ -823,16 +823,11 @@ SMOKE_COUNTERPARTS = {"imagenet-train": "id_train", "imagenet-val": "id_test", "
                       "OpenImage-O-OpenOOD": "mix"}
 
 
-def _check_profile(profile: str) -> None:
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
-
-
 def get_dataset(name, profile: str = "smoke", config: Config | None = None, transform=None,
                 strict: bool = True, extensions=IMAGE_EXTENSIONS, identity: str = "stat") -> ImageDataset:
     "Dataset `name` (canonical name or DatasetSpec): its toy counterpart in `smoke`, the real, count-checked data in `paper`."
     spec = get_spec(name)
-    _check_profile(profile)
+    check_profile(profile)
     config = config or load_config()
     if profile == "smoke":
         if spec.name not in SMOKE_COUNTERPARTS:
@@ -850,7 +845,7 @@ def get_dataset(name, profile: str = "smoke", config: Config | None = None, tran
 def class_names(name="imagenet-val", profile: str = "smoke", config: Config | None = None) -> list:
     "The in-distribution class names in label order: readable toy names in `smoke`, wnid folder names in `paper`."
     spec = get_spec(name)
-    _check_profile(profile)
+    check_profile(profile)
     if not spec.role.startswith("id"):
         raise ValueError(f"Dataset {spec.name!r} is OOD ({spec.role}); class names exist for ID sets only.")
     if profile == "smoke":

@@ -26,7 +26,7 @@ def process_state(device: str | None = "auto") -> PartialState:
                            "`accelerate launch --multi_gpu`, not `accelerate launch --cpu`.")
     return state
 
-
+# %% ../nbs/19_distributed.ipynb #04541e87
 def shutdown_distributed() -> None:
     "Tear down the process group of a multi-process launch; exiting without this can abort the process (SIGABRT)."
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -6,15 +6,14 @@
 __all__ = ['DEBIAN_WORDNET_DIR', 'WORDNET_LEXNAMES', 'WORDNET_CONFIG_KEY', 'NEGLABEL_NOUN_FILES', 'NEGLABEL_ADJECTIVE_FILES',
            'NEGLABEL_FILE_ORDER', 'PARTS_OF_SPEECH', 'NOUN_TEMPLATE', 'ADJECTIVE_TEMPLATE', 'CLASS_TEMPLATE',
            'NEGLABEL_RELEASE_COUNTS', 'WORD_LISTS_CONFIG_KEY', 'WORD_LISTS_DEFAULT', 'WORDNET_CLOSENESS',
-           'TEXT_FEATURES_FORMAT', 'SMOKE_CORPUS', 'NEGLABEL_PROFILE_DEFAULTS', 'WordNetSynset', 'parse_synset',
-           'read_wordnet_synsets', 'wordnet_version', 'find_wordnet', 'neglabel_word', 'cluster_opening_heads',
-           'lexfile_words', 'WordCorpus', 'build_corpus', 'load_wordnet_corpus', 'read_word_lists', 'load_word_lists',
-           'compare_word_lists', 'released_word_lists', 'corpus_status', 'neglabel_corpus', 'NegativeLabels',
-           'load_selected_negatives', 'text_features_key', 'encode_prompts', 'text_features', 'unit_rows',
-           'check_same_dim', 'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts',
-           'mine_negative_labels', 'group_indices', 'grouped_class_share', 'neglabel_score', 'NegLabel',
-           'imagenet_class_names', 'neglabel_class_names', 'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer',
-           'save_neglabel_provenance']
+           'TEXT_FEATURES_FORMAT', 'SMOKE_CORPUS', 'WordNetSynset', 'parse_synset', 'read_wordnet_synsets',
+           'wordnet_version', 'find_wordnet', 'neglabel_word', 'cluster_opening_heads', 'lexfile_words', 'WordCorpus',
+           'build_corpus', 'load_wordnet_corpus', 'read_word_lists', 'load_word_lists', 'compare_word_lists',
+           'released_word_lists', 'corpus_status', 'neglabel_corpus', 'NegativeLabels', 'load_selected_negatives',
+           'text_features_key', 'encode_prompts', 'text_features', 'unit_rows', 'check_same_dim',
+           'percentile_similarity', 'select_negatives', 'mine_negatives', 'class_prompts', 'mine_negative_labels',
+           'group_indices', 'grouped_class_share', 'neglabel_score', 'NegLabel', 'imagenet_class_names',
+           'neglabel_class_names', 'NegLabelTexts', 'neglabel_texts', 'neglabel_scorer', 'save_neglabel_provenance']
 
 # %% ../nbs/15_neglabel.ipynb #5e58c5a5
 import hashlib
@@ -33,10 +32,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import cache_key
-from .config import load_config
+from .config import check_profile, load_config, profile_settings
 from .scorer import Scorer
-from .store import artifact_path, atomic_write
+from .store import artifact_path, atomic_write, cache_key
 
 # %% ../nbs/15_neglabel.ipynb #ee6f5441
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
@@ -68,7 +66,7 @@ class WordNetSynset(NamedTuple):
         fields = self.pointer_fields
         return tuple((fields[i], int(fields[i + 1]), fields[i + 2], fields[i + 3]) for i in range(0, len(fields), 4))
 
-
+# %% ../nbs/15_neglabel.ipynb #00b57339
 def parse_synset(line: str) -> WordNetSynset:
     "A data-file line (wndb(5WN): offset, lex_filenum, ss_type, w_cnt, words and lex_ids, p_cnt, pointers | gloss)."
     fields = line.split(" | ", 1)[0].split()
@@ -82,7 +80,7 @@ def parse_synset(line: str) -> WordNetSynset:
     except (IndexError, ValueError) as error:
         raise ValueError(f"Not a WordNet data line ({error}): {line[:80]!r}") from error
 
-
+# %% ../nbs/15_neglabel.ipynb #7342b810
 def _open_data(location, filename: str):
     "A text stream of `filename` in a WordNet database folder, or in NLTK's zipped copy of one (an NLTK path pointer)."
     if isinstance(location, (str, Path)):
@@ -104,7 +102,7 @@ def read_wordnet_synsets(location, files=("data.noun", "data.adj")) -> list:
             synsets += [parse_synset(line) for line in handle if line.strip() and not line.startswith("  ")]
     return synsets
 
-
+# %% ../nbs/15_neglabel.ipynb #4660606c
 def wordnet_version(location) -> str:
     "The WordNet version named by the licence header of `data.noun` ('3.0', '3.1', …), or 'unknown'."
     with _open_data(location, "data.noun") as handle:
@@ -171,7 +169,7 @@ def neglabel_word(word: str, lex_id: int = 0) -> str:
     word = word.replace("_", " ").lower()
     return word if len(word) > 1 else ""
 
-
+# %% ../nbs/15_neglabel.ipynb #fea07260
 def cluster_opening_heads(synsets) -> set:
     "Offsets of the `adj.all` heads that open a cluster of several synsets (the `[{` lines of the source files)."
     clusters = {}  # union-find over offsets: heads joined by antonymy ('!'), satellites to their head ('&')
@@ -196,7 +194,7 @@ def cluster_opening_heads(synsets) -> set:
         previous = synset.offset
     return opening
 
-
+# %% ../nbs/15_neglabel.ipynb #6f53e827
 def lexfile_words(synsets, lexfiles=NEGLABEL_NOUN_FILES + NEGLABEL_ADJECTIVE_FILES) -> dict:
     "{lexicographer file: its words as NegLabel's lists hold them}: rules 1–7, synsets in data-file order."
     skipped = cluster_opening_heads(synsets)
@@ -278,7 +276,7 @@ class WordCorpus:
     def __repr__(self) -> str:
         return f"WordCorpus({len(self.nouns)} nouns, {len(self.adjectives)} adjectives, source={self.source!r})"
 
-
+# %% ../nbs/15_neglabel.ipynb #aa8c1e38
 def _ordered_files(names, file_order) -> list:
     known = [name for name in file_order if name in names]
     return known + sorted(set(names) - set(known))
@@ -339,12 +337,12 @@ def read_word_lists(directory: Path | str) -> dict:
         words_by_file[path.name.removesuffix(".txt")] = [line.strip() for line in lines if line.strip()]
     return words_by_file
 
-
+# %% ../nbs/15_neglabel.ipynb #ef96d732
 def load_word_lists(directory: Path | str, file_order=NEGLABEL_FILE_ORDER) -> WordCorpus:
     "A corpus from NegLabel's word-list files (`noun.*`, `adj.*`, one word per line), used verbatim."
     return build_corpus(read_word_lists(directory), file_order, source=f"NegLabel's word lists ({directory})")
 
-
+# %% ../nbs/15_neglabel.ipynb #f54e4d46
 def compare_word_lists(ours: dict, theirs: dict) -> dict:
     "{file: {'ours', 'theirs': word counts, 'only_ours', 'only_theirs': sorted words}} over both dicts' files."
     comparison = {}
@@ -371,7 +369,7 @@ def released_word_lists(config=None) -> Path | None:
                                 f"{path}}}`, which is not a folder; point it at the release's `txtfiles/`.")
     return path if path.is_dir() else None
 
-
+# %% ../nbs/15_neglabel.ipynb #c1134e32
 def _word_lists_hint(config) -> str:
     return (f"for the release's exact corpus copy the `txtfiles/` folder of NegLabel's release (GitHub "
             f"XueJiang16/NegLabel) to {config.dataset_path(WORD_LISTS_CONFIG_KEY, WORD_LISTS_DEFAULT)} or set "
@@ -393,7 +391,7 @@ def corpus_status(config=None) -> tuple:
     return False, (f"derived from WordNet {version} at {location} by the release's rule ({closeness}); "
                    f"{_word_lists_hint(config)}")
 
-
+# %% ../nbs/15_neglabel.ipynb #71f61f97
 def neglabel_corpus(config=None) -> WordCorpus:
     "The paper profile's corpus: NegLabel's released word lists when present, else derived from WordNet (a warning)."
     config = config or load_config()
@@ -444,7 +442,7 @@ class NegativeLabels:
 def _write_text_atomic(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
-
+# %% ../nbs/15_neglabel.ipynb #906a88d7
 def _template_pattern(template: str) -> re.Pattern:
     before, after = template.split("{}")
     return re.compile(re.escape(before) + "(.+)" + re.escape(after))
@@ -505,7 +503,7 @@ def text_features_key(extractor, prompts) -> str:
                      weights_id=identity["weights_id"], extractor_version=identity["extractor_version"],
                      prompts_sha256=digest, n_prompts=len(prompts))
 
-
+# %% ../nbs/15_neglabel.ipynb #b4dc3c0c
 def encode_prompts(extractor, prompts, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     "Unnormalised CLIP text features (N, d), float32 on the CPU, of `prompts` (no cache)."
     prompts = _check_prompts(prompts)
@@ -518,7 +516,7 @@ def encode_prompts(extractor, prompts, batch_size: int = 256, progress: bool = F
             batches.append(extractor.model.encode_text(tokens, normalize=False).float().cpu())
     return torch.cat(batches)
 
-
+# %% ../nbs/15_neglabel.ipynb #6b3a8f8d
 def text_features(extractor, prompts, config=None, *, batch_size: int = 256, progress: bool = False,
                   use_cache: bool = True) -> torch.Tensor:
     "Unnormalised CLIP text features of `prompts`, read from the cache or computed and cached once."
@@ -558,13 +556,13 @@ def unit_rows(array, name: str, device="cpu") -> torch.Tensor:
         raise ValueError(f"`{name}` has all-zero rows, which have no direction to compare.")
     return tensor.div_(norms)
 
-
+# %% ../nbs/15_neglabel.ipynb #967e2266
 def check_same_dim(first: torch.Tensor, second: torch.Tensor, names: str) -> None:
     "A ValueError naming `names` unless the two (N, D) feature matrices share their dimension D."
     if first.shape[1] != second.shape[1]:
         raise ValueError(f"{names} must have the same feature dimension; got {first.shape[1]} and {second.shape[1]}.")
 
-
+# %% ../nbs/15_neglabel.ipynb #fcb3c5e2
 def percentile_similarity(candidate_features, class_features, percentile: float = 0.95,
                           chunk_size: int = 4096) -> torch.Tensor:
     "q_i: the `percentile` quantile (linear interpolation) of candidate i's cosine similarities to the classes."
@@ -610,7 +608,7 @@ def select_negatives(similarity, parts_of_speech, fraction: float = 0.15) -> np.
         kept.append(ranked[:int(fraction * len(members))])
     return np.concatenate(kept).astype(np.int64)
 
-
+# %% ../nbs/15_neglabel.ipynb #10ab130c
 def mine_negatives(candidate_features, class_features, parts_of_speech, percentile: float = 0.95,
                    fraction: float = 0.15, chunk_size: int = 4096) -> tuple:
     "NegMining (paper Sec. 3.1): (indices of the kept candidates in NegLabel's order, every candidate's similarity q)."
@@ -625,7 +623,7 @@ def class_prompts(class_names, template: str = CLASS_TEMPLATE) -> list:
         raise ValueError("`class_names` must be a non-empty list of class names.")
     return [template.format(name) for name in class_names]
 
-
+# %% ../nbs/15_neglabel.ipynb #8b286c5f
 def mine_negative_labels(extractor, class_names, corpus: WordCorpus, config=None, *,
                          class_template: str = CLASS_TEMPLATE, noun_template: str = NOUN_TEMPLATE,
                          adjective_template: str = ADJECTIVE_TEMPLATE, percentile: float = 0.95,
@@ -687,7 +685,7 @@ def grouped_class_share(logits: torch.Tensor, n_classes: int, n_groups: int) -> 
         scores[exact_rows] = torch.sigmoid(class_lse - group_lse).mean(dim=1)
     return scores
 
-
+# %% ../nbs/15_neglabel.ipynb #104aaff1
 def _features_device(array) -> torch.device:
     "Where features live: a tensor's own device; NumPy arrays (what the feature cache returns) are on the CPU."
     return array.device if isinstance(array, torch.Tensor) else torch.device("cpu")
@@ -744,16 +742,14 @@ def imagenet_class_names() -> list:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
     return list(IMAGENET_CLASSNAMES)
 
-
+# %% ../nbs/15_neglabel.ipynb #c8c4e764
 def neglabel_class_names(profile: str = "smoke", config=None) -> list:
     "Class names for the class prompts: the toy classes in `smoke`; ImageNet's readable names in `paper`."
     # imported here: ram and data pull in timm and PIL, which mining and scoring do not need
     from ood_repro.data import class_names
     from ood_repro.ram import imagenet_class_wnids
-    if profile == "smoke":
+    if check_profile(profile) == "smoke":
         return class_names("imagenet-val", "smoke", config)
-    if profile != "paper":
-        raise ValueError(f"Unknown profile {profile!r}: use 'smoke' or 'paper'.")
     folders = class_names("imagenet-val", "paper", config)  # wnid folder names, in label order
     if folders != imagenet_class_wnids():
         raise ValueError("The imagenet-val class folders are not ImageNet-1k's 1000 wnids in order; the readable names "
@@ -761,17 +757,6 @@ def neglabel_class_names(profile: str = "smoke", config=None) -> list:
     return imagenet_class_names()
 
 # %% ../nbs/15_neglabel.ipynb #f2eb2a37
-SMOKE_CORPUS = WordCorpus(
-    ["dawn", "lamp", "river", "spoon", "violin", "cloud", "ladder", "pebble", "anchor", "tunnel", "candle", "meadow",
-     "kettle", "harbor", "glacier", "saddle", "compass", "lantern", "orchard", "bucket", "feather", "helmet",
-     "island", "jacket", "marble", "needle", "pillow", "quarry", "ribbon", "thunder", "umbrella", "valley",
-     "wagon", "yarn", "bridge", "canyon", "desert", "engine", "forest", "garden"],
-    ["bright", "wooden", "silent", "frozen", "golden", "narrow", "rusty", "velvet", "ancient", "bitter", "cosy",
-     "distant", "empty", "fragile", "gentle", "hollow", "misty", "noisy", "rough", "smooth"],
-    source="smoke profile: 60 everyday words")
-NEGLABEL_PROFILE_DEFAULTS = {"paper": {"fraction": 0.15, "n_groups": 100}, "smoke": {"fraction": 0.5, "n_groups": 4}}
-
-
 @dataclass(frozen=True, eq=False)
 class NegLabelTexts:
     "What NegLabel scores against under one CLIP model: class and negative-label text features (unnormalised)."
@@ -794,14 +779,22 @@ class NegLabelTexts:
         return (f"NegLabelTexts({len(self.class_names)} classes, {self.negatives!r}, n_groups={self.n_groups}, "
                 f"model={self.model_id[:40]!r})")
 
+# %% ../nbs/15_neglabel.ipynb #253be762
+SMOKE_CORPUS = WordCorpus(
+    ["dawn", "lamp", "river", "spoon", "violin", "cloud", "ladder", "pebble", "anchor", "tunnel", "candle", "meadow",
+     "kettle", "harbor", "glacier", "saddle", "compass", "lantern", "orchard", "bucket", "feather", "helmet",
+     "island", "jacket", "marble", "needle", "pillow", "quarry", "ribbon", "thunder", "umbrella", "valley",
+     "wagon", "yarn", "bridge", "canyon", "desert", "engine", "forest", "garden"],
+    ["bright", "wooden", "silent", "frozen", "golden", "narrow", "rusty", "velvet", "ancient", "bitter", "cosy",
+     "distant", "empty", "fragile", "gentle", "hollow", "misty", "noisy", "rough", "smooth"],
+    source="smoke profile: 60 everyday words")
+
 
 def neglabel_texts(extractor, class_names=None, corpus=None, *, profile: str = "smoke", config=None,
                    class_template: str = CLASS_TEMPLATE, fraction: float | None = None, percentile: float = 0.95,
                    n_groups: int | None = None, progress: bool = False) -> NegLabelTexts:
     "Class features and negatives mined for `extractor` from `corpus` (a `NegativeLabels` is used verbatim)."
-    if profile not in NEGLABEL_PROFILE_DEFAULTS:
-        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(NEGLABEL_PROFILE_DEFAULTS)}.")
-    defaults = NEGLABEL_PROFILE_DEFAULTS[profile]
+    defaults = profile_settings(profile, "neglabel")  # fraction mined and n_groups; checks the profile
     config = config or load_config()
     class_names = list(neglabel_class_names(profile, config) if class_names is None else class_names)
     if corpus is None:
@@ -821,14 +814,14 @@ def neglabel_texts(extractor, class_names=None, corpus=None, *, profile: str = "
                          text_features(extractor, list(negatives.prompts), config), n_groups,
                          extractor.cache_id()["model_id"])
 
-
+# %% ../nbs/15_neglabel.ipynb #f28d97ea
 def neglabel_scorer(texts: NegLabelTexts, n_groups: int | None = None, scale: float = 100.0, seed: int = 0,
                     device=None) -> NegLabel:
     "The `NegLabel` scorer of `texts` (its profile's number of groups unless `n_groups` is given)."
     return NegLabel(texts.class_features, texts.negative_features, texts.n_groups if n_groups is None else n_groups,
                     scale, seed, device=device)
 
-
+# %% ../nbs/15_neglabel.ipynb #68c20d0c
 def save_neglabel_provenance(texts: NegLabelTexts, name: str, profile: str, config=None) -> Path:
     "Write `texts.provenance` as <output_dir(profile)>/<name>_neglabel.json, beside the run's table `name`."
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):

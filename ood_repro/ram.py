@@ -28,7 +28,7 @@ from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from torch import nn
 
 from .backbones import file_sha256, hub_offline, load_checkpoint
-from .config import PROFILES, load_config
+from .config import check_profile, load_config
 from .data import TOY_BACKGROUNDS, TOY_ID_CLASSES, TOY_NEAR_OBJECTS, TOY_TEXTURES, make_transform
 from .registry import MODELS, ModelSpec, get_model
 
@@ -67,7 +67,7 @@ def ram_tag_list() -> list:
     "RAM's 4585 tag names; the position of a name is its tag index (the row of `label_embed`, the logit column)."
     return list(_ram_tags())
 
-
+# %% ../nbs/13_ram.ipynb #22b80f35
 @functools.lru_cache(maxsize=None)
 def _ram_thresholds() -> np.ndarray:
     lines = _resource_lines("ram_tag_list_threshold.txt")
@@ -85,7 +85,7 @@ def ram_tag_thresholds() -> np.ndarray:
     "RAM's class-wise thresholds, float32 (4585,): RAM predicts tag t when sigmoid(logit_t) > threshold_t."
     return _ram_thresholds().copy()
 
-
+# %% ../nbs/13_ram.ipynb #e109b443
 @functools.lru_cache(maxsize=None)
 def _imagenet_rows() -> tuple:
     rows, known_tags = [], set(_ram_tags())
@@ -105,7 +105,7 @@ def imagenet_class_tags() -> list:
     "TagOOD's in-distribution tag of each of the 1000 ImageNet classes, in class (label) order: 719 distinct tags."
     return [tag for _, tag in _imagenet_rows()]
 
-
+# %% ../nbs/13_ram.ipynb #5b0d2491
 def imagenet_class_wnids() -> list:
     "The WordNet ids of the 1000 ImageNet classes in label order, as `ind_tag_list.txt` lists them."
     return [wnid for wnid, _ in _imagenet_rows()]
@@ -209,14 +209,14 @@ class TaggingLayer(nn.Module):
         attended = self.attention_norm(self.attention_output(context) + queries)
         return self.output_norm(self.output(F.gelu(self.intermediate(attended))) + attended), probabilities
 
-
+# %% ../nbs/13_ram.ipynb #ecaddd52
 class RAMOutput(NamedTuple):
     "What `RAM.forward` returns."
     tokens: torch.Tensor  # (B, N, embed_dim) projected image tokens, token 0 = mean token
     tag_logits: torch.Tensor  # (B, T) for the requested tags, in request order
     attentions: tuple  # one (B, heads, T, N) tensor of cross-attention probabilities per head layer
 
-
+# %% ../nbs/13_ram.ipynb #f551a001
 class RAM(nn.Module):
     "RAM (variant 'ram') or RAM++ ('ram_plus') tagging network on timm's Swin; see the table at the top."
 
@@ -313,17 +313,6 @@ class RAM(nn.Module):
         return model.eval()
 
 # %% ../nbs/13_ram.ipynb #33178c65
-_IGNORED_PREFIXES = ("tag_encoder.", "text_decoder.")
-_IGNORED_KEYS = ("logit_scale",)
-_SWIN_BUFFERS = (".relative_position_index", ".attn_mask")
-_HEAD_PARTS = {  # official BERT-layer module path -> our TaggingLayer attribute
-    "crossattention.self.query": "query", "crossattention.self.key": "key", "crossattention.self.value": "value",
-    "crossattention.output.dense": "attention_output", "crossattention.output.LayerNorm": "attention_norm",
-    "intermediate.dense": "intermediate", "output.dense": "output", "output.LayerNorm": "output_norm",
-}
-_OFFICIAL_HEAD_PARTS = {ours: official for official, ours in _HEAD_PARTS.items()}
-
-
 def read_ram_checkpoint(path) -> dict:
     "The state dict (name -> tensor) of a RAM checkpoint file, read weights-only (memory-mapped where the format allows)."
     path = Path(path)
@@ -337,6 +326,16 @@ def read_ram_checkpoint(path) -> dict:
     if all(name.startswith("module.") for name in state):
         state = {name.removeprefix("module."): value for name, value in state.items()}
     return state
+
+# %% ../nbs/13_ram.ipynb #6ec805be
+_IGNORED_PREFIXES = ("tag_encoder.", "text_decoder.")
+_IGNORED_KEYS = ("logit_scale",)
+_SWIN_BUFFERS = (".relative_position_index", ".attn_mask")
+_HEAD_PARTS = {  # official BERT-layer module path -> our TaggingLayer attribute
+    "crossattention.self.query": "query", "crossattention.self.key": "key", "crossattention.self.value": "value",
+    "crossattention.output.dense": "attention_output", "crossattention.output.LayerNorm": "attention_norm",
+    "intermediate.dense": "intermediate", "output.dense": "output", "output.LayerNorm": "output_norm",
+}
 
 
 def our_name(official: str) -> str | None:
@@ -354,6 +353,9 @@ def our_name(official: str) -> str | None:
         return f"tagging_head.{head[1]}.{_HEAD_PARTS[head[2]]}.{head[3]}"
     return name
 
+# %% ../nbs/13_ram.ipynb #9f616735
+_OFFICIAL_HEAD_PARTS = {ours: official for official, ours in _HEAD_PARTS.items()}
+
 
 def official_name(ours: str) -> str:
     "The official checkpoint key of our parameter `ours` (the inverse of `our_name`)."
@@ -365,7 +367,7 @@ def official_name(ours: str) -> str:
         return f"tagging_head.encoder.layer.{head[1]}.{_OFFICIAL_HEAD_PARTS[head[2]]}.{head[3]}"
     return ours
 
-
+# %% ../nbs/13_ram.ipynb #8cdb7010
 def _listing(names: list, limit: int = 10) -> str:
     return ", ".join(names[:limit]) + (f" … (+{len(names) - limit} more)" if len(names) > limit else "")
 
@@ -506,7 +508,7 @@ RAM_MODELS = {name: spec for name, spec in MODELS.items() if spec.library == "ra
 class RAMWeightsUnavailableError(RuntimeError):
     "The official RAM checkpoint could be neither found locally nor downloaded."
 
-
+# %% ../nbs/13_ram.ipynb #166544b2
 def _ram_weights_file(spec: ModelSpec, config, checkpoint) -> Path:
     "The checkpoint file of the registry's RAM model `spec` in the paper profile (see the order above)."
     name, key, repository, filename = spec.name, spec.config_key, spec.hub_repository, spec.hub_files[0]
@@ -539,8 +541,7 @@ def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, se
                       dtype: str = "float32", preprocessing: str | None = None, top_tag_logit: bool = False) -> RAMExtractor:
     "The RAM extractor `name` ('ram' or 'ram-plus'): real weights in the `paper` profile, a tiny seeded network otherwise."
     spec = get_model(name, ("ram",))
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
+    check_profile(profile)
     variant = spec.architecture
     preprocessing = preprocessing or spec.preprocessing  # the registry's: TagOOD's resize 392, crop 384
     if profile == "paper":

@@ -8,11 +8,12 @@ __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_
            'FIGURE_DPI', 'PREPROCESSING_COLUMN', 'paper_results', 'paper_table', 'average_mismatches',
            'provenance_note', 'compare', 'comparison_wide', 'watermark', 'write_table', 'plot_comparison',
            'save_figure', 'preprocessing_legend', 'with_preprocessing', 'publish', 'plot_sweep', 'feature_tsne',
-           'plot_tsne']
+           'plot_tsne', 'plot_synthetic_pairs']
 
 # %% ../nbs/05_report.ipynb #83d1c107
 import functools
 import re
+import textwrap
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .config import PROFILES, Config, load_config
+from .config import Config, check_profile, load_config
 from .store import atomic_write
 from .tagood import mean_pool
 
@@ -284,18 +285,12 @@ FIGURE_DPI = 150
 
 def watermark(profile: str) -> str | None:
     "The warning line for results of `profile`; None for paper runs."
-    _check_profile(profile)
+    check_profile(profile)
     if profile == "paper":
         return None
     if profile == "smoke":
         return SMOKE_WATERMARK
     return f"{profile.upper()} PROFILE — not the paper's models and data; numbers are not comparable with the paper"
-
-
-def _check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}: use one of {sorted(PROFILES)}.")
-    return profile
 
 
 def _check_name(name: str) -> str:
@@ -514,5 +509,37 @@ def plot_tsne(points: pd.DataFrame, class_names=None, title: str | None = None) 
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=1.5)
     if title:
         figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+# %% ../nbs/05_report.ipynb #871f6409
+def plot_synthetic_pairs(grad_dir, n_pairs: int = 4, class_names=None, caption_chars: int = 60) -> plt.Figure:
+    "Figure 4: `n_pairs` ID images (top, class names) over their synthetic images (bottom, context labels)."
+    from ood_repro.data import load_image
+    from ood_repro.neglabel import imagenet_class_names
+    from ood_repro.ram import imagenet_class_wnids
+    from ood_repro.synood.generate import read_manifest
+
+    manifest = read_manifest(grad_dir)
+    if not isinstance(n_pairs, int) or n_pairs < 1:
+        raise ValueError(f"n_pairs must be a positive int, got {n_pairs!r}.")
+    if class_names is None:  # ImageNet's wnid folders get their readable names; other classes keep theirs
+        class_names = dict(zip(imagenet_class_wnids(), imagenet_class_names()))
+    # one pair per class first, so that the figure shows as many classes as it can
+    rows = manifest.drop_duplicates("class").head(n_pairs)
+    rows = pd.concat([rows, manifest.drop(rows.index)]).head(n_pairs)
+    figure, axes = plt.subplots(2, len(rows), figsize=(2.6 * len(rows), 5.8), squeeze=False)
+    for column, row in enumerate(rows.to_dict("records")):
+        title = class_names.get(row["class"], row["class"].replace("_", " "))
+        caption = row["context_labels"].replace("; ", ", ") or "(no context labels)"
+        caption = textwrap.fill(textwrap.shorten(caption, caption_chars, placeholder=" …"), 30)
+        for axis, image, text in ((axes[0, column], load_image(row["source"], rgb="release"), title),
+                                  (axes[1, column], load_image(Path(grad_dir) / row["image"], rgb="release"), caption)):
+            axis.imshow(image)
+            axis.set_title(text, fontsize=8, wrap=True)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    axes[0, 0].set_ylabel("in-distribution")
+    axes[1, 0].set_ylabel("synthetic (Grad Image)")
     figure.tight_layout()
     return figure

@@ -4,9 +4,11 @@
 
 # %% auto #0
 __all__ = ['temporary_path', 'temporary_owner', 'process_alive', 'fsync_folder', 'atomic_write', 'remove_stale_temporaries',
-           'artifact_path', 'check_rank', 'rank_shards', 'RaggedArray']
+           'artifact_path', 'check_rank', 'rank_shards', 'RaggedArray', 'cache_key']
 
 # %% ../nbs/03a_store.ipynb #0a5f0003
+import hashlib
+import json
 import operator
 import os
 import re
@@ -176,3 +178,15 @@ class RaggedArray:
 
     def __repr__(self) -> str:
         return f"RaggedArray({len(self)} records, {len(self.flat)} rows of shape {self.row_shape}, {self.dtype})"
+
+# %% ../nbs/03a_store.ipynb #c52e89b6
+def cache_key(**parts) -> str:
+    "sha256 hex digest of the canonical JSON of `parts`; a change of any part, at any depth, gives another key."
+    if not parts:
+        raise ValueError("cache_key needs at least one part, e.g. cache_key(model_id='resnet50', dataset='...').")
+    try:
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"Cache key parts must be plain JSON values (str, int, float, bool, None, list, dict): "
+                        f"{error}. Convert paths, arrays and other objects to strings first.") from error
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES', 'RELEASED_PARAMETER_COUNT', 'SCORE_KINDS',
-           'RELEASE_EPOCHS', 'RELEASE_SCHEDULE_EPOCHS', 'TAGOOD_VARIANTS', 'TAGOOD_METHODS', 'TRAINING_DEFAULTS',
-           'TAGOOD_ARTIFACT_VERSION', 'class_tag_indices', 'ind_tag_set', 'tag_counts_per_class', 'most_frequent_tags',
-           'vocabulary_review', 'attention_layer', 'tag_token_maps', 'Decomposition', 'decompose', 'select_tokens',
-           'TagOODProjector', 'record_lengths', 'pad_records', 'LengthBucketSampler', 'padding_fraction', 'EMACentres',
-           'tagood_loss', 'TrainedTagOOD', 'train_tagood', 'centre_scores', 'project', 'score_records',
-           'tag_score_baseline', 'mean_pool', 'class_means', 'raw_cs_scores', 'projected_class_means',
-           'load_release_checkpoint', 'training_settings', 'TagOOD']
+           'RELEASE_EPOCHS', 'RELEASE_SCHEDULE_EPOCHS', 'TAGOOD_VARIANTS', 'TAGOOD_METHODS', 'TAGOOD_ARTIFACT_VERSION',
+           'class_tag_indices', 'ind_tag_set', 'tag_counts_per_class', 'most_frequent_tags', 'vocabulary_review',
+           'attention_layer', 'tag_token_maps', 'Decomposition', 'decompose', 'select_tokens', 'TagOODProjector',
+           'record_lengths', 'pad_records', 'LengthBucketSampler', 'padding_fraction', 'EMACentres', 'tagood_loss',
+           'TrainedTagOOD', 'train_tagood', 'centre_scores', 'project', 'score_records', 'tag_score_baseline',
+           'mean_pool', 'class_means', 'raw_cs_scores', 'projected_class_means', 'load_release_checkpoint',
+           'training_settings', 'TagOOD']
 
 # %% ../nbs/14_tagood.ipynb #80eb2573
 import math
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .config import get_device
+from .config import get_device, profile_settings
 from .scorer import Scorer
 from .store import RaggedArray
 
@@ -53,7 +53,7 @@ def class_tag_indices(class_tags, tag_list=None) -> np.ndarray:
                          f"min {values.min()}, max {values.max()}.")
     return values.astype(np.int64)
 
-
+# %% ../nbs/14_tagood.ipynb #7007512c
 def ind_tag_set(class_tags, tag_list=None) -> np.ndarray:
     "The sorted distinct RAM tag indices of the class → tag map: the in-distribution vocabulary V_ind."
     return np.unique(class_tag_indices(class_tags, tag_list))
@@ -74,14 +74,14 @@ def tag_counts_per_class(tag_probs, labels, num_classes: int, tag_threshold: flo
         counts.index_add_(0, torch.as_tensor(labels[start:start + batch_size], dtype=torch.int64), predicted.long())
     return counts.numpy()
 
-
+# %% ../nbs/14_tagood.ipynb #786e92d1
 def most_frequent_tags(counts: np.ndarray, k: int = 1) -> np.ndarray:
     "(C, k) int64: each class's k most frequently predicted tags, ties to the lower index; -1 where the count is 0."
     counts = np.asarray(counts)
     order = np.argsort(-counts, axis=1, kind="stable")[:, :k]
     return np.where(np.take_along_axis(counts, order, axis=1) > 0, order, -1).astype(np.int64)
 
-
+# %% ../nbs/14_tagood.ipynb #b71dac3d
 def vocabulary_review(counts: np.ndarray, tag_names, class_names=None, reviewed=None, k: int = 5) -> pd.DataFrame:
     """One row per class: its k most frequent tags with their counts, and, when `reviewed` (a class → tag index map)
     is given, that map's tag, its rank among the class's tags (1 = most frequent; NaN if never predicted), and
@@ -117,7 +117,7 @@ def attention_layer(attentions, layer: int = RELEASED_ATTENTION_LAYER):
                          f"array; got shape {tuple(attentions.shape)}.")
     return attentions[:, layer]
 
-
+# %% ../nbs/14_tagood.ipynb #026e10fb
 def tag_token_maps(attention_rows) -> torch.Tensor:
     """Steps 2 of the decomposition for P (image, tag) pairs: (P, heads, S) or head-summed (P, S) attention →
     heads summed, min-max normalised over the S tokens, float32 (P, S) in [0, 1]. A constant map (max = min,
@@ -506,7 +506,7 @@ def record_lengths(records) -> np.ndarray:
         return records.lengths
     return np.array([len(record) for record in records], dtype=np.int64)
 
-
+# %% ../nbs/14_tagood.ipynb #9b84222d
 def pad_records(records, indices, dtype: torch.dtype = torch.float32, device=None) -> tuple:
     "Records `indices` as a zero-padded (B, K_max, D) tensor and their lengths (B,) int64."
     rows = [np.asarray(records[int(i)]) for i in indices]
@@ -551,7 +551,7 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         for position in rng.permutation(len(batches)):
             yield batches[position]
 
-
+# %% ../nbs/14_tagood.ipynb #bb90220c
 def padding_fraction(lengths, batches) -> float:
     "The share of padded positions when each batch is padded to its longest record (CLS excluded)."
     lengths = np.asarray(lengths)
@@ -597,7 +597,7 @@ class EMACentres(nn.Module):
             target /= torch.bincount(inverse, minlength=len(classes)).to(features.dtype).view(-1, 1, 1)
         self.centres[classes] = self.momentum * self.centres[classes] + (1.0 - self.momentum) * target
 
-
+# %% ../nbs/14_tagood.ipynb #7e429a58
 def tagood_loss(logits: torch.Tensor, labels: torch.Tensor, mse: torch.Tensor, ce_weight: float = 1.0,
                 mse_weight: float = 0.1) -> tuple:
     "(clamp(ce_weight · CE + mse_weight · MSE, 1e-5, 1e3), CE) as in classifier_training_ema.py."
@@ -617,7 +617,7 @@ class TrainedTagOOD:
         "The release's checkpoint layout: {'projector': model state dict, 'ema': centres (C, P, d)}."
         return {"projector": self.model.state_dict(), "ema": self.centres.centres.clone()}
 
-
+# %% ../nbs/14_tagood.ipynb #d78927b2
 def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100, schedule_epochs: int | None = None,
                  batch_size: int = 256, lr: float = 0.01, weight_decay: float = 5e-4, min_lr: float = 1e-5,
                  momentum: float = 0.999, ce_weight: float = 1.0, mse_weight: float = 0.1, num_patterns: int = 4,
@@ -780,7 +780,7 @@ def project(model: TagOODProjector, records, batch_size: int = 256, device=None,
     model.train(was_training)
     return features
 
-
+# %% ../nbs/14_tagood.ipynb #3a189f6f
 def score_records(model: TagOODProjector, centres, decomposition: Decomposition, kind: str = "official",
                   batch_size: int = 256, device=None, **options) -> np.ndarray:
     "Scores of a Decomposition's images: project the object tokens, then `centre_scores` (options pass through)."
@@ -793,7 +793,7 @@ def tag_score_baseline(tag_scores) -> np.ndarray:
     "Table 3 'Tag Score': the largest in-distribution tag probability as the score (0 for images without a tag)."
     return np.asarray(tag_scores, dtype=np.float64).copy()
 
-
+# %% ../nbs/14_tagood.ipynb #081b2810
 def mean_pool(records) -> np.ndarray:
     "(N, D) float32 means of the records' rows; zero rows for records without tokens."
     lengths = record_lengths(records)
@@ -803,7 +803,7 @@ def mean_pool(records) -> np.ndarray:
             pooled[i] = np.asarray(records[i], dtype=np.float32).mean(axis=0)
     return pooled
 
-
+# %% ../nbs/14_tagood.ipynb #95600821
 def class_means(features, labels, num_classes: int) -> np.ndarray:
     "(C, D) float64 mean feature of each class; every class needs at least one sample."
     features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
@@ -815,7 +815,7 @@ def class_means(features, labels, num_classes: int) -> np.ndarray:
     np.add.at(sums, labels, features)
     return sums / counts[:, None]
 
-
+# %% ../nbs/14_tagood.ipynb #dbb49c29
 def raw_cs_scores(train_records, train_labels, test_records, num_classes: int, kind: str = "paper",
                   tag_scores=None, num_patterns: int = 4) -> np.ndarray:
     "Table 3 'CS': mean-pooled raw object tokens against the class means of the training set's pooled tokens."
@@ -824,7 +824,7 @@ def raw_cs_scores(train_records, train_labels, test_records, num_classes: int, k
     return centre_scores(mean_pool(test_records), centres, kind, tag_scores=tag_scores, has_features=lengths > 0,
                          num_patterns=num_patterns)
 
-
+# %% ../nbs/14_tagood.ipynb #c2cc269f
 def projected_class_means(model: TagOODProjector, records, labels, num_classes: int, batch_size: int = 256,
                           device=None) -> np.ndarray:
     "Table 3 '(CE)+CS' centres: class means of the projected training features (eval mode)."
@@ -864,10 +864,6 @@ TAGOOD_METHODS = {
     "cs": "mean-pooled raw object tokens against their class means (Table 3: CS)",
     "ce_cs": "a projector trained with CE only, centres = class means of its projected features (Table 3: (CE)+CS)",
 }
-TRAINING_DEFAULTS = {  # per profile; `training_settings` overrides them
-    "smoke": dict(epochs=2, schedule_epochs=2, batch_size=32, model_options=dict(width=32, heads=4, mlp_dim=64)),
-    "paper": dict(epochs=RELEASE_EPOCHS, schedule_epochs=RELEASE_SCHEDULE_EPOCHS, batch_size=256, model_options={}),
-}
 TAGOOD_ARTIFACT_VERSION = "2"  # bump when what a fitted TagOOD's state holds changes
 
 
@@ -885,22 +881,21 @@ def _check_tau(tau, parameter: str, allow_none: bool):
         raise ValueError(f"{parameter} must be a number in [0, 1){extra}; got {tau!r}.")
     return float(tau)
 
-
+# %% ../nbs/14_tagood.ipynb #4d6fec6b
 def training_settings(profile: str = "paper", epochs: int | None = None, **overrides) -> dict:
-    "`train_tagood`'s settings of `profile`; `epochs=N` runs N epochs of an N-epoch schedule; `overrides` replace any other."
-    _check_choice(profile, TRAINING_DEFAULTS, "profile")
+    "`train_tagood`'s settings of `profile` (`ood_repro.config.PROFILES`); `epochs=N`: N epochs of an N-epoch schedule."
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a positive integer or None (the profile's default); got {epochs!r}.")
     for reserved in ("seed", "device", "progress", "num_classes", "mse_weight"):
         if reserved in overrides:
             raise ValueError(f"training settings must not set {reserved!r}: it is a TagOOD argument.")
-    settings = dict(TRAINING_DEFAULTS[profile])
+    settings = profile_settings(profile, "tagood")
     if epochs is not None:
         settings.update(epochs=epochs, schedule_epochs=epochs)
     settings.update(overrides)
     return settings
 
-
+# %% ../nbs/14_tagood.ipynb #e6fc98a4
 class TagOOD(Scorer):
     "TagOOD (arXiv 2408.15566) and its Table 3 ablations on RAM's outputs: `fit` learns the class centres, `score` compares."
     name = "tagood"

@@ -39,7 +39,7 @@ def assign_negative_labels(synthetic_features, negative_features, chunk_size: in
                 for start in range(0, len(images), chunk_size)]
     return torch.cat(assigned).numpy().astype(np.int64)
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #c7cd5ee7
 def negative_subset(assignments) -> tuple:
     "(M′: the assigned negative indices, ascending; each image's target: its label's position in M′)."
     assignments = np.asarray(assignments)
@@ -62,7 +62,7 @@ class Projection(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(features + F.relu(self.norm(self.linear(features))), dim=-1)
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #998f66be
 def make_projection(dim: int, seed: int = 0) -> Projection:
     "A `Projection` with PyTorch's default initialisation drawn from a generator seeded with `seed`."
     with torch.random.fork_rng(devices=[]):
@@ -89,7 +89,7 @@ def _loss_from_logits(logits: torch.Tensor, targets: torch.Tensor, n_classes: in
     target_logits = logits.gather(1, targets[:, None])[:, 0]
     return (torch.logsumexp(logits[:, n_classes:], dim=1) - target_logits).mean()
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #286552f4
 def label_tuning_loss(image_features: torch.Tensor, targets: torch.Tensor, label_features: torch.Tensor,
                       scale: float = 100.0) -> torch.Tensor:
     "Eq. (14) as released: cross-entropy of unit image features against the normalised M′ label features."
@@ -170,7 +170,7 @@ def train_projection(id_features, id_labels, synthetic_features, synthetic_targe
         history.append({"epoch": epoch + 1, "lr": rate, "loss": float(np.mean(losses))})
     return projection.eval(), history
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #ece5ec22
 def _tuning_images(synthetic_features, projection) -> torch.Tensor:
     "The images' side of label tuning: unit base features, or a frozen projection's output (computed once)."
     features = _as_float_matrix(synthetic_features, "synthetic_features")
@@ -218,7 +218,6 @@ def encoder_output(image_features, feature_norms) -> torch.Tensor:
         raise ValueError(f"`feature_norms` must hold one positive norm per image ({len(features)}); got shape "
                          f"{tuple(norms.shape)}.")
     return features * norms[:, None]
-
 
 # %% ../../nbs/16_synood_finetune.ipynb #b3576a26
 def train_joint(id_features, id_labels, synthetic_features, synthetic_targets, class_text, label_features, *,
@@ -278,7 +277,7 @@ def replace_negatives(negative_features, subset, tuned) -> torch.Tensor:
     negatives[subset] = tuned
     return negatives
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #83cbc92c
 def project_features(projection, image_features, feature_norms=None, chunk_size: int = 65536) -> torch.Tensor:
     "The projection's unit outputs, without gradients, in chunks, for `image_features` (times `feature_norms` if given)."
     features = (_as_float_matrix(image_features, "image_features") if feature_norms is None
@@ -286,7 +285,7 @@ def project_features(projection, image_features, feature_norms=None, chunk_size:
     with torch.no_grad():
         return torch.cat([projection(features[start:start + chunk_size]) for start in range(0, len(features), chunk_size)])
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #43cfe749
 def synood_score(image_features, class_features, negative_features, subset=None, tuned=None, projection=None, *,
                  feature_norms=None, n_groups: int = 100, scale: float = 100.0, seed: int = 0,
                  chunk_size: int = 4096) -> np.ndarray:
@@ -337,7 +336,7 @@ class SynOODModel:
         content = dict(self.state_dict(), labels=labels)
         return atomic_write(path, lambda handle: torch.save(content, handle))
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #7ebfd4e8
 def load_synood(path: Path | str) -> SynOODModel:
     "A `SynOODModel` written by `SynOODModel.save`."
     return SynOODModel.from_state_dict(torch.load(path, weights_only=True, mmap=True))
@@ -513,7 +512,7 @@ class SynOOD(Scorer):
         self._use(SynOODModel.from_state_dict(state))
         return self
 
-
+# %% ../../nbs/16_synood_finetune.ipynb #dfc4ab59
 def synood_scorer(texts, strategy: str = "separate-without-projection", n_groups: int | None = None,
                   **options) -> SynOOD:
     "A `SynOOD` scorer of the class and negative-label features of `neglabel_texts(...)` (its number of groups by default)."
