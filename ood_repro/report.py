@@ -292,7 +292,7 @@ def watermark(profile: str) -> str | None:
         return SMOKE_WATERMARK
     return f"{profile.upper()} PROFILE — not the paper's models and data; numbers are not comparable with the paper"
 
-
+# %% ../nbs/05_report.ipynb #c6d13547
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ValueError(f"Output name {name!r} must be a plain file stem such as 'tab1_tagood' "
@@ -371,7 +371,7 @@ def plot_comparison(comparison: pd.DataFrame, metric: str = "AUROC") -> plt.Figu
     figure.tight_layout()
     return figure
 
-
+# %% ../nbs/05_report.ipynb #376047da
 def save_figure(fig: plt.Figure, name: str, profile: str, config: Config | None = None) -> Path:
     "Write `fig` as <output_dir(profile)>/<name>.png at 150 dpi, stamped with the profile name unless 'paper'."
     _check_name(name)
@@ -396,7 +396,7 @@ def preprocessing_legend(kinds) -> str:
     lines += [f"- `{kind}`: {make_transform(kind).description.split(': ', 1)[1]}" for kind in sorted(set(kinds))]
     return "\n".join(lines)
 
-
+# %% ../nbs/05_report.ipynb #2dada539
 def with_preprocessing(wide: pd.DataFrame, ours: pd.DataFrame, preprocessing: dict) -> pd.DataFrame:
     "`wide` with a last column naming the transform kind of each row of `ours` (empty for the paper's own rows)."
     missing = [label for label in ours.index if label not in preprocessing]
@@ -407,7 +407,7 @@ def with_preprocessing(wide: pd.DataFrame, ours: pd.DataFrame, preprocessing: di
     wide[PREPROCESSING_COLUMN] = [preprocessing.get(label, "") for label in wide.index]
     return wide
 
-
+# %% ../nbs/05_report.ipynb #19723216
 def publish(ours: pd.DataFrame, paper: str, table, name: str, profile: str, config: Config | None = None,
             aliases: dict | None = None, figure_metric: str | None = "AUROC", preprocessing: dict | None = None) -> dict:
     """Compare `ours` with the paper's table, write table, long comparison and figure; what was made and where.

@@ -164,7 +164,7 @@ class ContextAnswer:
     answer: str
     labels: tuple
 
-
+# %% ../../nbs/17_synood_generate.ipynb #6ce977b6
 class ContextCache:
     "MLLM answers on disk, keyed by (image path, model id, question); one JSON file per writing process."
 
@@ -316,7 +316,7 @@ def tiny_llava(seed: int = 0) -> tuple:
     model.name_or_path = f"tiny-llava-random-seed{seed}"
     return model, processor
 
-
+# %% ../../nbs/17_synood_generate.ipynb #20882dae
 def load_llava(profile: str = "paper", model_id: str = LLAVA_MODEL, device="cpu", dtype=None, seed: int = 0) -> tuple:
     "(model, processor): the real LLaVA `model_id` in `paper` (cached or downloadable, else a clear error), tiny in `smoke`."
     check_profile(profile)
@@ -330,7 +330,7 @@ def load_llava(profile: str = "paper", model_id: str = LLAVA_MODEL, device="cpu"
     model.name_or_path = model_id
     return model.eval().to(device), processor
 
-
+# %% ../../nbs/17_synood_generate.ipynb #842a3224
 class MLLMContext:
     "Context labels from a LLaVA model: its cached answer to `question`, parsed, without the main object."
 
@@ -379,7 +379,7 @@ class MLLMContext:
         if self.cache is not None:
             self.cache.flush()
 
-
+# %% ../../nbs/17_synood_generate.ipynb #780528c5
 def llava_context(profile: str = "smoke", model_id: str = LLAVA_MODEL, config=None, device="cpu", seed: int = 0,
                   **options) -> MLLMContext:
     "An MLLMContext on `load_llava(profile, ...)`, caching answers under `config.cache_dir / 'synood-contexts'`."
@@ -399,7 +399,7 @@ def diffusers_clip_tokenizer(context_length: int = 77) -> CLIPTokenizer:
     return CLIPTokenizer(vocab={token: index for index, token in enumerate(vocabulary)}, merges=merges,
                          model_max_length=context_length, pad_token="!")
 
-
+# %% ../../nbs/17_synood_generate.ipynb #8e32f5e3
 def _tiny_components(seed: int, image_size: int, unet_in_channels: int) -> dict:
     "Tokenizer, text encoder, UNet, VAE and scheduler of a tiny SD2-shaped pipeline, drawn from `seed`."
     if image_size % 8:
@@ -437,7 +437,7 @@ def tiny_inpaint_pipeline(seed: int = 0, image_size: int = 64) -> StableDiffusio
                                               requires_safety_checker=False)
     return _finish(pipeline, f"tiny-sd2-inpainting-seed{seed}")
 
-
+# %% ../../nbs/17_synood_generate.ipynb #a75acdb7
 def tiny_text_to_image_pipeline(seed: int = 0, image_size: int = 64) -> StableDiffusionPipeline:
     "A tiny random SD2-style text-to-image pipeline (4-channel UNet)."
     components = _tiny_components(seed, image_size, unet_in_channels=4)
@@ -445,7 +445,7 @@ def tiny_text_to_image_pipeline(seed: int = 0, image_size: int = 64) -> StableDi
                                        requires_safety_checker=False)
     return _finish(pipeline, f"tiny-sd2-text-to-image-seed{seed}")
 
-
+# %% ../../nbs/17_synood_generate.ipynb #9db71c65
 def _load_pipeline(pipeline_class, tiny_builder, profile, model_id, device, dtype, seed):
     check_profile(profile)
     if profile == "smoke":
@@ -461,7 +461,7 @@ def load_inpaint_pipeline(profile: str = "paper", model_id: str = SD2_INPAINTING
     "SD2 inpainting (`paper`: cached or downloadable, else WeightsUnavailableError at once) or the tiny one (`smoke`)."
     return _load_pipeline(StableDiffusionInpaintPipeline, tiny_inpaint_pipeline, profile, model_id, device, dtype, seed)
 
-
+# %% ../../nbs/17_synood_generate.ipynb #10ca4bc7
 def load_text_to_image_pipeline(profile: str = "paper", model_id: str = SD2_TEXT_TO_IMAGE, device="cpu",
                                 dtype=torch.float32, seed: int = 0) -> StableDiffusionPipeline:
     "SD2 text-to-image for Neg Image (`paper`; our choice of model) or the tiny one (`smoke`)."
@@ -642,7 +642,7 @@ def generate_dataset(subset: pd.DataFrame, context_source, inpainter: GuidedInpa
         if hasattr(context_source, "flush"):
             context_source.flush()
 
-
+# %% ../../nbs/17_synood_generate.ipynb #d84801e5
 def read_manifest(out_dir) -> pd.DataFrame:
     "The manifest of a finished generation folder."
     path = Path(out_dir) / MANIFEST_FILE
@@ -650,7 +650,7 @@ def read_manifest(out_dir) -> pd.DataFrame:
         raise FileNotFoundError(f"{path} does not exist: the generation in {out_dir} has not finished; rerun it to resume.")
     return pd.read_csv(path, keep_default_na=False)
 
-
+# %% ../../nbs/17_synood_generate.ipynb #be82eecb
 def generated_dataset(out_dir, name: str | None = None, transform=None):
     "A finished generation folder as an ImageDataset (OOD labels -1); the image count must match the manifest."
     out_dir = Path(out_dir).resolve()
@@ -666,12 +666,12 @@ class TextToImageSettings:
     num_inference_steps: int = 20
     guidance_scale: float = 8.0
 
-
+# %% ../../nbs/17_synood_generate.ipynb #ed029b2e
 def label_slug(label: str) -> str:
     "A file-name-safe form of a label: lower case, words joined by '_'."
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "label"
 
-
+# %% ../../nbs/17_synood_generate.ipynb #dc5fe25b
 def generate_negative_label_images(labels, pipeline: StableDiffusionPipeline, out_dir, settings=None,
                                    images_per_label: int = 1, seed: int = 0, batch_size: int = 1,
                                    image_format: str = "png", progress: bool = True, rank: int = 0,
@@ -734,7 +734,7 @@ def ram_tag_context(profile: str = "smoke", config=None, seed: int = 0, device="
     digest = hashlib.sha256(extractor.model_id.encode("utf-8") + thresholds.numpy().tobytes()).hexdigest()[:12]
     return TagContext(tags, class_tags=class_tags, source_id=f"ram-tags:{extractor.weights_id}:{digest}")
 
-
+# %% ../../nbs/17_synood_generate.ipynb #a234af84
 def _read_or_select_subset(profile: str, config, n_per_class: int, out_dir: Path, progress: bool) -> pd.DataFrame:
     path = out_dir / ID_SUBSET_FILE
     if path.is_file():
@@ -807,7 +807,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
                                                      world_size=world_size)
     return sets
 
-
+# %% ../../nbs/17_synood_generate.ipynb #51dbea2f
 def read_synthetic_sets(folder, need_neg: bool = False) -> dict:
     "The sets of a finished `generate_synthetic_sets` folder (e.g. a paper run's), as that function returns them."
     folder = Path(folder)
@@ -820,7 +820,7 @@ def read_synthetic_sets(folder, need_neg: bool = False) -> dict:
             "grad_dir": folder / "grad_image", "grad": read_manifest(folder / "grad_image"),
             "neg_dir": neg_dir, "neg": None if neg_dir is None else read_manifest(neg_dir)}
 
-
+# %% ../../nbs/17_synood_generate.ipynb #95a1efed
 def id_subset_dataset(subset: pd.DataFrame, transform=None, name: str = "synood-id-subset") -> ImageDataset:
     "The subset's in-distribution images with their class labels, as a dataset for the feature cache (D^pro's ID half)."
     missing = {"path", "label"} - set(subset.columns)
