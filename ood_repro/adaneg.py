@@ -4,17 +4,15 @@
 
 # %% auto #0
 __all__ = ['ADANEG_CLASS_TEMPLATE', 'ADANEG_NOUN_TEMPLATE', 'ADANEG_ADJECTIVE_TEMPLATE', 'ADANEG_ORDERS', 'ADANEG_PROXIES',
-           'ADANEG_VARIANTS', 'adaneg_corpus', 'rank_similarity', 'select_adaneg_negatives', 'adaneg_texts',
-           'release_stream_order', 'stream_order', 'AdaNegMemory', 'AdaNegStream', 'AdaNeg', 'adaneg_scorer']
+           'ADANEG_VARIANTS', 'adaneg_corpus', 'rank_similarity', 'select_adaneg_negatives', 'release_stream_order',
+           'stream_order', 'AdaNegMemory', 'AdaNegStream', 'AdaNeg', 'adaneg_scorer']
 
 # %% ../nbs/22_adaneg.ipynb #c71f6bfc
 import numpy as np
 import torch
 
-from .config import load_config, profile_settings
-from .csp import kept_label_texts, profile_corpus
-from .neglabel import (NegLabelTexts, WordCorpus, check_same_dim, class_prompts, group_indices, grouped_class_share,
-                                neglabel_class_names, text_features, unit_rows)
+from .neglabel import (NegLabelTexts, WordCorpus, check_same_dim, group_indices, grouped_class_share,
+                                unit_rows)
 from .scorer import Scorer
 
 # %% ../nbs/22_adaneg.ipynb #0effa429
@@ -62,34 +60,10 @@ def select_adaneg_negatives(similarity, parts_of_speech, n_negatives: int) -> np
     ranked = [members[np.argsort(similarity[members], kind="stable")] for members in (adjectives, nouns)]
     return np.concatenate([ranked[0][:n_adjectives], ranked[1][:n_negatives - n_adjectives]]).astype(np.int64)
 
-# %% ../nbs/22_adaneg.ipynb #0ef50b2f
+# %% ../nbs/22_adaneg.ipynb #7073119d
 ADANEG_CLASS_TEMPLATE = "The nice {}."
 ADANEG_NOUN_TEMPLATE = "The nice {}."
 ADANEG_ADJECTIVE_TEMPLATE = "This is a {} photo."
-
-
-def adaneg_texts(extractor, class_names=None, corpus=None, *, profile: str = "smoke", config=None,
-                 n_negatives: int | None = None, percentile: float = 0.95, n_groups: int | None = None,
-                 progress: bool = False) -> NegLabelTexts:
-    "AdaNeg's class features and negative labels for `extractor`, selected as OpenOOD-VLM selects them."
-    if not 0.0 <= percentile < 1.0:
-        raise ValueError(f"`percentile` must lie in [0, 1) (AdaNeg uses 0.95); got {percentile}.")
-    defaults = profile_settings(profile, "adaneg")
-    config = config or load_config()
-    class_names = list(neglabel_class_names(profile, config) if class_names is None else class_names)
-    corpus = profile_corpus(corpus, profile, config, lambda words_by_file, source: adaneg_corpus(
-        words_by_file, class_names, source=f"AdaNeg's corpus from {source}"))
-    classes = text_features(extractor, class_prompts(class_names, ADANEG_CLASS_TEMPLATE), config)
-    prompts = corpus.prompts(ADANEG_NOUN_TEMPLATE, ADANEG_ADJECTIVE_TEMPLATE)
-    candidates = text_features(extractor, prompts, config, progress=progress)
-    rank = int(len(class_names) * percentile)  # the release's index into the sorted cosines, no interpolation
-    similarity = rank_similarity(candidates, classes, rank).numpy()
-    n_negatives = defaults["n_negatives"] if n_negatives is None else n_negatives
-    kept = select_adaneg_negatives(similarity, corpus.parts_of_speech, n_negatives)
-    source = {"corpus": corpus.identity, "mining": {"model_id": extractor.cache_id()["model_id"], "rank": rank,
-                                                     "percentile": percentile, "n_negatives": n_negatives}}
-    return kept_label_texts(extractor, class_names, classes, corpus, prompts, candidates, similarity, kept, source,
-                            defaults["n_groups"] if n_groups is None else n_groups)
 
 # %% ../nbs/22_adaneg.ipynb #3e22965d
 ADANEG_ORDERS = ("release", "given")

@@ -843,7 +843,7 @@ def dependency_checks() -> list:
 def corpus_checks(config: Config) -> list:
     "The WordNet database found, and which corpus NegLabel's paper-profile runs will mine from."
     # imported here: the neglabel module brings torch, seconds of start-up for every other command
-    from ood_repro.neglabel import corpus_status, find_wordnet, wordnet_version
+    from ood_repro.corpus import corpus_status, find_wordnet, wordnet_version
 
     try:
         location = find_wordnet(config)

@@ -4,33 +4,13 @@
 
 # %% auto #0
 __all__ = ['CSP_EXCLUDED_FILES', 'CSP_SUPERCLASSES', 'CSP_CLASS_TEMPLATES', 'CSP_ADJECTIVE_TEMPLATES', 'CSP_MAX_SIMILARITY',
-           'CSP_VARIANTS', 'corpus_word_lists', 'csp_corpus', 'conjugated_labels', 'template_mean_features',
-           'mine_csp_negatives', 'profile_corpus', 'kept_label_texts', 'csp_texts', 'CSP', 'csp_scorer']
+           'csp_corpus', 'conjugated_labels', 'mine_csp_negatives', 'CSP', 'csp_scorer']
 
 # %% ../nbs/21_csp.ipynb #dd490645
 import random
-import warnings
 
-import torch
-
-from .config import load_config, profile_settings
-from .neglabel import (NEGLABEL_FILE_ORDER, SMOKE_CORPUS, NegativeLabels, NegLabel, NegLabelTexts, WordCorpus,
-                                build_corpus, find_wordnet, group_indices, lexfile_words, neglabel_class_names,
-                                percentile_similarity, read_word_lists, read_wordnet_synsets, released_word_lists,
-                                select_negatives, text_features, wordnet_version)
-
-# %% ../nbs/21_csp.ipynb #bacfbbe2
-def corpus_word_lists(config=None) -> tuple:
-    "({lexicographer file: words}, source) of the paper profile: NegLabel's released lists, else derived from WordNet."
-    config = config or load_config()
-    lists = released_word_lists(config)
-    if lists is not None:
-        return read_word_lists(lists), f"NegLabel's word lists ({lists})"
-    location = find_wordnet(config)
-    source = f"WordNet {wordnet_version(location)} ({location}), NegLabel's rule"
-    warnings.warn(f"Word lists derived from {source}, not the release's `txtfiles/`: set `datasets: "
-                  f"{{neglabel-wordlists: ...}}` in ood_repro.yml to use the release's own lists.", stacklevel=2)
-    return lexfile_words(read_wordnet_synsets(location)), source
+from .neglabel import (NEGLABEL_FILE_ORDER, NegLabel, NegLabelTexts, WordCorpus, build_corpus,
+                                percentile_similarity, select_negatives)
 
 # %% ../nbs/21_csp.ipynb #46a67e03
 CSP_EXCLUDED_FILES = ("noun.person", "noun.quantity", "noun.group", "adj.pert")
@@ -59,25 +39,10 @@ def conjugated_labels(adjectives, superclasses=CSP_SUPERCLASSES, seed: int = 0) 
     generator = random.Random(seed)
     return [f"{adjective} {generator.choice(superclasses)}" for adjective in adjectives]
 
-# %% ../nbs/21_csp.ipynb #989d5c4c
+# %% ../nbs/21_csp.ipynb #2af81520
 CSP_CLASS_TEMPLATES = ("a close-up photo of the nice {}.", "a photo with the nice {}.", "a good photo with the nice {}.",
                        "a photo of the nice {}.", "{}", "the {}", "the good {}", "the nice {}")
 CSP_ADJECTIVE_TEMPLATES = ("{}", "a nice photo of {}", "a good photo of {}", "a close-up photo of {}")
-
-
-def template_mean_features(extractor, phrases, templates, config=None, *, chunk: int = 4096, batch_size: int = 256,
-                           progress: bool = False) -> torch.Tensor:
-    "(N, d): the mean of the unnormalised text features of each phrase in every template (`text_features`' cache)."
-    if isinstance(templates, str) or not templates or any(template.count("{}") != 1 for template in templates):
-        raise ValueError(f"`templates` must be a list of strings with one `{{}}` each; got {templates!r}.")
-    phrases, means = list(phrases), []
-    for start in range(0, len(phrases), chunk):
-        prompts = [template.format(phrase) for phrase in phrases[start:start + chunk] for template in templates]
-        features = text_features(extractor, prompts, config, batch_size=batch_size, progress=progress)
-        means.append(features.view(-1, len(templates), features.shape[1]).mean(dim=1))
-    if not means:
-        raise ValueError("`phrases` is empty.")
-    return torch.cat(means)
 
 # %% ../nbs/21_csp.ipynb #8f9c2c6d
 CSP_MAX_SIMILARITY = 0.95
@@ -91,62 +56,6 @@ def mine_csp_negatives(candidate_features, class_features, parts_of_speech, perc
     closest = percentile_similarity(candidate_features, class_features, 1.0, chunk_size).numpy()
     similarity[closest > max_similarity] = 1.0
     return select_negatives(similarity, parts_of_speech, fraction), similarity
-
-# %% ../nbs/21_csp.ipynb #bbd117d7
-def profile_corpus(corpus, profile: str, config, build) -> WordCorpus:
-    "A `*_texts` call's corpus: `corpus` if given, else SMOKE_CORPUS (smoke) or `build(words_by_file, source)` (paper)."
-    if corpus is None and profile == "smoke":
-        return SMOKE_CORPUS
-    if corpus is None:
-        return build(*corpus_word_lists(config))
-    if not isinstance(corpus, WordCorpus):
-        raise ValueError(f"`corpus` must be a WordCorpus (e.g. from `csp_corpus` or `adaneg_corpus`); got "
-                         f"{type(corpus).__name__}.")
-    return corpus
-
-# %% ../nbs/21_csp.ipynb #a8fcd9b7
-def kept_label_texts(extractor, class_names, class_features, corpus: WordCorpus, prompts, candidates, similarity,
-                     kept, source: dict, n_groups: int) -> NegLabelTexts:
-    "The `NegLabelTexts` of the candidates `kept` (indices into `corpus`, with their prompts, features, similarity)."
-    words, parts = corpus.words, corpus.parts_of_speech
-    negatives = NegativeLabels([words[i] for i in kept], [parts[i] for i in kept], [prompts[i] for i in kept],
-                               similarity[kept], candidates[torch.as_tensor(kept, dtype=torch.long)], source)
-    group_indices(len(negatives), n_groups)  # an impossible grouping fails here, naming n_groups
-    return NegLabelTexts(tuple(class_names), class_features, negatives, negatives.features, n_groups,
-                         extractor.cache_id()["model_id"])
-
-# %% ../nbs/21_csp.ipynb #8ae1958e
-CSP_VARIANTS = ("official",)
-
-
-def csp_texts(extractor, class_names=None, corpus=None, *, profile: str = "smoke", config=None, seed: int = 0,
-              fraction: float | None = None, percentile: float = 0.95, max_similarity: float = CSP_MAX_SIMILARITY,
-              n_groups: int | None = None, variant: str = "official", progress: bool = False) -> NegLabelTexts:
-    "CSP's class features and negative labels for `extractor`: nouns and conjugated labels, averaged, mined."
-    if variant not in CSP_VARIANTS:
-        raise ValueError(f"Unknown CSP variant {variant!r}; available: {CSP_VARIANTS} (no departure of the release "
-                         f"from the paper could be checked, so there is no 'paper' variant).")
-    defaults = profile_settings(profile, "csp")  # fraction mined and n_groups; checks the profile
-    config = config or load_config()
-    class_names = list(neglabel_class_names(profile, config) if class_names is None else class_names)
-    corpus = profile_corpus(corpus, profile, config,
-                            lambda words_by_file, source: csp_corpus(words_by_file, source=f"CSP's corpus from {source}"))
-    phrases = list(corpus.nouns) + conjugated_labels(corpus.adjectives, seed=seed)
-    options = dict(config=config, progress=progress)
-    classes = template_mean_features(extractor, class_names, CSP_CLASS_TEMPLATES, **options)
-    candidates = torch.cat([template_mean_features(extractor, corpus.nouns, CSP_CLASS_TEMPLATES, **options),
-                            template_mean_features(extractor, phrases[len(corpus.nouns):], CSP_ADJECTIVE_TEMPLATES,
-                                                   **options)])
-    fraction = defaults["fraction"] if fraction is None else fraction
-    kept, similarity = mine_csp_negatives(candidates, classes, corpus.parts_of_speech, percentile, fraction,
-                                          max_similarity)
-    source = {"corpus": corpus.identity,
-              "csp": {"variant": variant, "seed": seed, "superclasses": len(CSP_SUPERCLASSES),
-                      "class_templates": len(CSP_CLASS_TEMPLATES), "adjective_templates": len(CSP_ADJECTIVE_TEMPLATES),
-                      "max_similarity": max_similarity},
-              "mining": {"model_id": extractor.cache_id()["model_id"], "percentile": percentile, "fraction": fraction}}
-    return kept_label_texts(extractor, class_names, classes, corpus, phrases, candidates, similarity, kept, source,
-                            defaults["n_groups"] if n_groups is None else n_groups)
 
 # %% ../nbs/21_csp.ipynb #5f5abad5
 class CSP(NegLabel):

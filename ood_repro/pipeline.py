@@ -21,7 +21,7 @@ from .cache import FeatureCache, extract, extraction_key
 from .config import get_device, load_config, profile_settings, resolve_profile, seed_everything
 from .data import BENCHMARKS, DATASETS, ImageDataset, check_counts, class_names, get_dataset, get_spec, list_images
 from .metrics import CONVENTIONS, evaluate, results_table
-from .neglabel import neglabel_class_names
+from .labels import neglabel_class_names
 from .ram import RAM_MODELS, get_ram_extractor, imagenet_class_tags, imagenet_class_wnids
 from .scorer import Scorer
 from .store import artifact_path, atomic_write, cache_key

@@ -516,7 +516,7 @@ def plot_tsne(points: pd.DataFrame, class_names=None, title: str | None = None) 
 def plot_synthetic_pairs(grad_dir, n_pairs: int = 4, class_names=None, caption_chars: int = 60) -> plt.Figure:
     "Figure 4: `n_pairs` ID images (top, class names) over their synthetic images (bottom, context labels)."
     from ood_repro.data import load_image
-    from ood_repro.neglabel import imagenet_class_names
+    from ood_repro.labels import imagenet_class_names
     from ood_repro.ram import imagenet_class_wnids
     from ood_repro.synood.generate import read_manifest
 
