@@ -21,6 +21,7 @@ BENCH_neglabel := --images 10000 --finetune-features 10000 --repeats 1
 BENCH_skipgrad := --steps 5 --repeats 2
 BENCH_cache := --gib 0.25 --repeats 1
 BENCH_negative_labels := --images 10000 --repeats 1
+BENCH_scale := --n 2000 --ram-n 64
 else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
@@ -81,6 +82,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/skipgrad.py $(BENCH_skipgrad)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/cache.py $(BENCH_cache)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/negative_labels.py $(BENCH_negative_labels)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/scale.py $(BENCH_scale)
 
 # Every experiment notebook in nbs/ (found by the CLI, so new ones need no edit here), a summary, then every file written.
 reproduce: install

@@ -1,0 +1,188 @@
+"""Does each full-dataset stage's host memory grow with the dataset? Peak anonymous memory at N and at 4N images.
+
+Run: .venv/bin/python bench/scale.py [--n 8000] [--ram-n 256] [--stages vim mds ...] [--dir DIR]
+
+The paper profile reads 1.28M ImageNet training images on a box with 64 GB of RAM, so no stage may hold a whole
+dataset in memory. This script measures it. For each stage it writes synthetic cache-like arrays of N and of 4N
+images at the paper profile's real widths (Swin-L features: 1536-d, 1000 classes; RAM: 145 tokens of 512-d, 719
+IND tags) as memory-mapped .npy files, as the feature cache stores them. Then it runs the stage on them in a fresh
+subprocess (`python bench/scale.py --worker STAGE ...`).
+
+The subprocess samples its own anonymous resident memory (`RssAnon` in /proc/self/status, every 2 ms on a thread)
+and prints the peak above its level just before the stage started. Pages of a memory-mapped file read by the stage
+are not counted: they are the page cache's to drop, not the process's to hold. The ratio peak(4N) / peak(N) says
+whether the stage's memory grows with the dataset (near 4: it holds the data, or a copy of it) or is bounded
+(near 1: it streams).
+
+Stages, each as the library's runner calls it on ImageNet train:
+
+- `vim`, `mds`, `rmds`, `react`, `dice`, `knn`: `fit` of the baseline on N penultimate features (and labels, for the
+  Mahalanobis scorers). KNN's bank is the training set by definition (Sun et al. 2022). It is listed so that its
+  growth is seen: a memory-mapped bank, or faiss on disk, is what bounds it.
+- `tagood-decompose`: TagOOD's decomposition of ImageNet train (`ood_repro.tagood.decompose`) on N images' RAM
+  outputs (tag logits, head-summed attention of the IND tags, tokens in float16).
+
+Only measurements are printed; the script fails only if a stage crashes. Linux only (it reads /proc).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FEATURE_WIDTH, NUM_CLASSES = 1536, 1000  # Swin-L's penultimate features and ImageNet-1k's classes
+RAM_TOKENS, RAM_WIDTH, IND_TAGS = 145, 512, 719  # RAM's tokens per image, their width, TagOOD's IND tags
+FEATURE_STAGES = ("vim", "mds", "rmds", "react", "dice", "knn")
+STAGES = FEATURE_STAGES + ("tagood-decompose",)
+WRITE_ROWS = 2048  # rows written per chunk when making the arrays, so the parent process stays small
+
+
+def anonymous_memory() -> int:
+    "This process's anonymous resident memory in bytes (RssAnon of /proc/self/status)."
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no RssAnon line: this benchmark needs Linux.")
+
+
+class PeakSampler:
+    "The largest anonymous resident memory seen on a background thread while the `with` block runs."
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._running = interval, 0, False
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, anonymous_memory())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakSampler":
+        self.baseline = self.peak = anonymous_memory()
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, anonymous_memory())
+
+
+def write_array(path: Path, shape: tuple, dtype, fill) -> None:
+    "An .npy file of `shape` written WRITE_ROWS rows at a time by fill(rng, rows) -> array."
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    rng = np.random.default_rng(len(path.name) + shape[0])
+    for start in range(0, shape[0], WRITE_ROWS):
+        rows = min(WRITE_ROWS, shape[0] - start)
+        array[start:start + rows] = fill(rng, rows)
+    array.flush()
+    del array
+
+
+def make_feature_data(folder: Path, n: int) -> None:
+    "Non-negative penultimate features (post-ReLU, like Swin-L's pooled features), labels, and a random head."
+    write_array(folder / "features.npy", (n, FEATURE_WIDTH), np.float32,
+                lambda rng, rows: np.abs(rng.normal(size=(rows, FEATURE_WIDTH))).astype(np.float32))
+    write_array(folder / "labels.npy", (n,), np.int64, lambda rng, rows: rng.integers(0, NUM_CLASSES, rows))
+    rng = np.random.default_rng(0)
+    np.save(folder / "head_weight.npy", (rng.normal(size=(NUM_CLASSES, FEATURE_WIDTH)) / 40).astype(np.float32))
+    np.save(folder / "head_bias.npy", (rng.normal(size=NUM_CLASSES) / 10).astype(np.float32))
+
+
+def make_ram_data(folder: Path, n: int) -> None:
+    "RAM outputs as the cache stores them for TagOOD: tag logits, head-summed IND attention, float16 tokens."
+    write_array(folder / "tag_logits.npy", (n, IND_TAGS), np.float32,
+                lambda rng, rows: rng.normal(-3.0, 2.0, size=(rows, IND_TAGS)).astype(np.float32))
+    write_array(folder / "attention.npy", (n, IND_TAGS, RAM_TOKENS), np.float16,
+                lambda rng, rows: rng.random((rows, IND_TAGS, RAM_TOKENS), dtype=np.float32).astype(np.float16))
+    write_array(folder / "tokens.npy", (n, RAM_TOKENS, RAM_WIDTH), np.float16,
+                lambda rng, rows: rng.normal(size=(rows, RAM_TOKENS, RAM_WIDTH)).astype(np.float16))
+
+
+def run_stage(stage: str, folder: Path) -> None:
+    "The stage on the arrays in `folder`, read as memory maps (what the cache hands the runner)."
+    if stage == "tagood-decompose":
+        from ood_repro.tagood import decompose
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("tag_logits", "attention", "tokens")}
+        decomposition = decompose(arrays["tag_logits"], arrays["attention"], arrays["tokens"], np.arange(IND_TAGS),
+                                  tau=0.5, is_id=True, from_logits=True)
+        assert len(decomposition) == len(arrays["tokens"])
+        return
+    from ood_repro.baselines import make
+    features = np.load(folder / "features.npy", mmap_mode="r")
+    labels = np.load(folder / "labels.npy", mmap_mode="r")
+    head = (np.load(folder / "head_weight.npy"), np.load(folder / "head_bias.npy"))
+    scorers = {"vim": lambda: make("vim", head=head), "mds": lambda: make("mds"), "rmds": lambda: make("rmds"),
+               "react": lambda: make("react", head=head), "dice": lambda: make("dice", head=head),
+               "knn": lambda: make("knn", k=50)}
+    scorers[stage]().fit(features=features, labels=labels)
+
+
+def worker(stage: str, folder: Path) -> None:
+    "Subprocess side: import what the stage needs first, then report the stage's own peak above that level."
+    run_stage_imports = "ood_repro.tagood" if stage == "tagood-decompose" else "ood_repro.baselines"
+    __import__(run_stage_imports)
+    with PeakSampler() as sampler:
+        started = time.perf_counter()
+        run_stage(stage, folder)
+        seconds = time.perf_counter() - started
+    print(json.dumps({"peak_bytes": sampler.peak - sampler.baseline, "seconds": seconds}))
+
+
+def measure(stage: str, folder: Path) -> dict:
+    "Run one stage in a fresh interpreter (one BLAS thread, as the tests run) and read its report."
+    environment = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    finished = subprocess.run([sys.executable, __file__, "--worker", stage, "--data", str(folder)], env=environment,
+                              capture_output=True, text=True)
+    if finished.returncode:
+        raise RuntimeError(f"stage {stage} failed:\n{finished.stderr[-3000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=8000, help="images of the feature stages (and 4x that)")
+    parser.add_argument("--ram-n", type=int, default=256, help="images of the TagOOD decomposition (and 4x that)")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--dir", help="where to write the arrays (default: a temporary folder)")
+    parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, Path(args.data))
+        return 0
+    with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
+        rows = []
+        for stage in args.stages:
+            base = args.ram_n if stage == "tagood-decompose" else args.n
+            peaks = {}
+            for n in (base, 4 * base):
+                folder = Path(scratch) / f"{'ram' if stage == 'tagood-decompose' else 'features'}-{n}"
+                if not folder.exists():
+                    folder.mkdir()
+                    (make_ram_data if stage == "tagood-decompose" else make_feature_data)(folder, n)
+                peaks[n] = measure(stage, folder)
+            small, large = peaks[base]["peak_bytes"], peaks[4 * base]["peak_bytes"]
+            ratio = large / max(small, 1)
+            rows.append((stage, base, small, large, ratio, peaks[4 * base]["seconds"]))
+            print(f"{stage:17s} N={base:>6,}: {small / 2**20:8.1f} MiB   4N={4 * base:>7,}: {large / 2**20:8.1f} MiB   "
+                  f"ratio 4N/N {ratio:4.2f} ({'grows with N' if ratio > 2 else 'bounded'}), "
+                  f"{peaks[4 * base]['seconds']:.1f} s at 4N", flush=True)
+    growing = [stage for stage, *_, ratio, _ in rows if ratio > 2]
+    print(f"\n{len(growing)} of {len(rows)} stages grow with the dataset: {', '.join(growing) or 'none'}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
