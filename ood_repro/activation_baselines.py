@@ -44,16 +44,18 @@ def _key_value(key: int) -> np.float32:
     return np.array([bits], dtype=np.uint32).view(np.float32)[0]
 
 
-def activation_percentiles(features, percentiles, scorer: str, rows: int = PERCENTILE_ROWS) -> list:
+def activation_percentiles(features, percentiles, scorer: str, rows: int = PERCENTILE_ROWS):
     """`np.percentile(features, percentiles)` over every entry of (N, D) activations, read `rows` rows at a time: the
-    exact order statistics by a two-pass radix selection on the float32 bits, then NumPy's own linear interpolation."""
+    exact order statistics by a two-pass radix selection on the float32 bits, then NumPy's own linear interpolation
+    (a scalar for a scalar `percentiles`, in NumPy's dtype for it; an array for a sequence)."""
     if features is None:
         raise ValueError(f"{scorer}.fit needs `features`: the penultimate activations of in-distribution images.")
     if len(features.shape) != 2 or features.shape[0] == 0:
         raise ValueError(f"{scorer}: `features` must be a non-empty 2-D array (samples × dimensions); got shape "
                          f"{tuple(features.shape)}.")
+    scalar = np.ndim(percentiles) == 0
     count = features.shape[0] * features.shape[1]
-    virtual = [(count - 1) * np.true_divide(q, 100) for q in percentiles]  # NumPy's 'linear' virtual index
+    virtual = [(count - 1) * np.true_divide(q, 100) for q in np.atleast_1d(percentiles)]  # NumPy's 'linear' index
     ranks = sorted({rank for index in virtual for rank in (int(np.floor(index)), min(int(np.floor(index)) + 1, count - 1))})
 
     def blocks():
@@ -77,8 +79,11 @@ def activation_percentiles(features, percentiles, scorer: str, rows: int = PERCE
     for index in virtual:
         below = int(np.floor(index))
         pair = np.array([value_of[below], value_of[min(below + 1, count - 1)]], dtype=np.float32)
-        results.append(np.quantile(pair, index - below))  # NumPy's interpolation between the two neighbours
-    return results
+        # NumPy's interpolation between the two neighbours, with the weight in the form np.percentile has it: a
+        # scalar percentile interpolates in the data's float32, a sequence of them in float64
+        weight = float(index - below) if scalar else np.array([index - below])
+        results.append(np.quantile(pair, weight) if scalar else np.quantile(pair, weight)[0])
+    return results[0] if scalar else np.array(results)
 
 # %% ../nbs/08_activation_baselines.ipynb #ef2159ca
 def check_percentile(percentile: float, scorer: str, parameter: str = "percentile") -> float:
@@ -125,7 +130,7 @@ class ReAct(ActivationShaping):
 
     def fit(self, features=None, logits=None, labels=None) -> "ReAct":
         "Set the threshold c to the `percentile`-th percentile of all entries of the ID activations `features`."
-        self.threshold = float(activation_percentiles(features, [self.percentile], "ReAct")[0])
+        self.threshold = float(activation_percentiles(features, self.percentile, "ReAct"))
         return self
 
     def shape(self, features: torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,8 @@ def load_config(path: Path | str | None = None, **overrides) -> Config:
 # %% ../nbs/00_config.ipynb #012282a2
 PROFILES = {
     "smoke": {
-        "run": {"batch_size": 16, "num_workers": 0, "device": "cpu", "amp": False, "max_images": None},
+        "run": {"batch_size": 16, "gradient_batch_size": 16, "num_workers": 0, "device": "cpu", "amp": False,
+                "max_images": None},
         "ram": {"attention": "dense", "dtype": "float32"},
         "tagood": {"epochs": 2, "schedule_epochs": 2, "batch_size": 32, "model_options": {"width": 32, "heads": 4, "mlp_dim": 64}},
         "neglabel": {"fraction": 0.5, "n_groups": 4},
@@ -115,7 +116,10 @@ PROFILES = {
         "synthetic_sets": {"n_per_class": 1, "num_inference_steps": 5},
     },
     "paper": {
-        "run": {"batch_size": 128, "num_workers": 8, "device": "auto", "amp": True, "max_images": None},
+        # ODIN back-propagates to the input: Swin-L 384 keeps about 0.7 GB of fp16 activations per image, so 128 images
+        # (the forward-only batch) would not fit an 80 GB GPU; 32 take about 22 GB
+        "run": {"batch_size": 128, "gradient_batch_size": 32, "num_workers": 8, "device": "auto", "amp": True,
+                "max_images": None},
         # only the predicted tags' attention rows, in float16: the dense maps of ImageNet train take hundreds of GB
         "ram": {"attention": "predicted", "dtype": "float16"},
         # the release: --epochs 100, and range(1, 100) runs 99 of them (classifier_training_ema.py)

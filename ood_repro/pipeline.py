@@ -281,7 +281,10 @@ class Evaluator:
         key, extractor = self._extraction(mode, scorer)
         if (key, dataset) not in self.entries:
             images = self._images(dataset, mode, extractor.transform)
-            self.entries[key, dataset] = extract(extractor, images, self.cache, batch_size=self.settings["batch_size"],
+            batch_size = self.settings["batch_size"]
+            if mode == "odin":  # a backward pass to the input per batch: the profile's smaller batch for gradients
+                batch_size = min(batch_size, self.settings["gradient_batch_size"])
+            self.entries[key, dataset] = extract(extractor, images, self.cache, batch_size=batch_size,
                                                  num_workers=self.settings["num_workers"], device=self.device,
                                                  amp=self.settings["amp"], progress=self.progress)
             self.extractions.append((key, dataset))
