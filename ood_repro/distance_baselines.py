@@ -27,7 +27,7 @@ def check_rows(array, name: str) -> int:
         raise ValueError(f"`{name}` must be a non-empty 2-D array (samples × dimensions); got shape {tuple(array.shape)}.")
     return array.shape[0]
 
-
+# %% ../nbs/09_distance_baselines.ipynb #cc3fdb83
 def row_chunks(array, name: str, rows: int = CHUNK_ROWS):
     "(start, block) for consecutive blocks of `rows` rows of `array` (numpy, torch or a memory map), each as `as_matrix` gives it."
     for start in range(0, check_rows(array, name), rows):
