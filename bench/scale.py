@@ -1,6 +1,6 @@
 """Does each full-dataset stage's host memory grow with the dataset? Peak anonymous memory at N and at 4N images.
 
-Run: .venv/bin/python bench/scale.py [--n 8000] [--ram-n 256] [--stages vim mds ...] [--dir DIR]
+Run: .venv/bin/python bench/scale.py [--n 16384] [--ram-n 256] [--stages vim mds ...] [--dir DIR]
 
 The paper profile reads 1.28M ImageNet training images on a box with 64 GB of RAM, so no stage may hold a whole
 dataset in memory. This script measures it. For each stage it writes synthetic cache-like arrays of N and of 4N
@@ -12,7 +12,8 @@ The subprocess samples its own anonymous resident memory (`RssAnon` in /proc/sel
 and prints the peak above its level just before the stage started. Pages of a memory-mapped file read by the stage
 are not counted: they are the page cache's to drop, not the process's to hold. The ratio peak(4N) / peak(N) says
 whether the stage's memory grows with the dataset (near 4: it holds the data, or a copy of it) or is bounded
-(near 1: it streams).
+(near 1: it streams). The fits stream blocks of 8,192 rows (`ood_repro.distance_baselines.CHUNK_ROWS`), so N must
+be at least one block for the ratio to say anything: below it, one block is the whole set and grows with it.
 
 Stages, each as the library's runner calls it on ImageNet train:
 
@@ -152,7 +153,7 @@ def measure(stage: str, folder: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=8000, help="images of the feature stages (and 4x that)")
+    parser.add_argument("--n", type=int, default=16384, help="images of the feature stages (and 4x that); at least 8192")
     parser.add_argument("--ram-n", type=int, default=256, help="images of the TagOOD decomposition (and 4x that)")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--dir", help="where to write the arrays (default: a temporary folder)")
