@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SCHEDULER', 'ID_SUBSET_FILE',
            'DEFAULT_CONTEXT_QUESTION', 'LLAVA_PROMPT_FORMAT', 'PROMPT_TEMPLATE', 'RELEASE_CONTEXT_CHARS',
-           'PROMPT_FORMS', 'MANIFEST_FILE', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT',
-           'CONTEXT_SOURCES', 'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer',
-           'ContextCache', 'TagContext', 'tiny_llava', 'load_llava', 'MLLMContext', 'llava_context',
-           'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
+           'PROMPT_FORMS', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT', 'CONTEXT_SOURCES',
+           'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext',
+           'tiny_llava', 'load_llava', 'MLLMContext', 'llava_context', 'diffusers_clip_tokenizer',
+           'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
            'load_text_to_image_pipeline', 'load_source_images', 'to_uint8', 'make_inpainter', 'generate_dataset',
            'read_manifest', 'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images',
            'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset']
@@ -48,7 +48,7 @@ from ..config import check_profile, get_device, load_config, profile_settings, r
 from ..data import DatasetSpec, ImageDataset, get_dataset, jpeg_complexity_ranking, load_image
 from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
 from ..registry import get_model
-from ..store import atomic_write, check_rank, rank_shards, remove_stale_temporaries
+from ..store import MANIFEST_FILE, atomic_write, check_rank, rank_shards, remove_stale_temporaries
 from .guidance import GuidedInpainter, derive_seed, guidance_settings
 
 # %% ../../nbs/17_synood_generate.ipynb #a6f19c09
@@ -489,7 +489,6 @@ def make_inpainter(profile: str = "smoke", config=None, seed: int = 0, device="c
     return GuidedInpainter(pipeline, classifier, guidance_settings(profile, **overrides))
 
 # %% ../../nbs/17_synood_generate.ipynb #81672a8c
-MANIFEST_FILE = "manifest.csv"
 RUN_FILE = "generation.json"
 RECORDS_DIR = ".records"
 IMAGE_FORMATS = {"png": ("png", "PNG", {}), "jpeg": ("JPEG", "JPEG", {"quality": 75})}  # JPEG 75: the release's
