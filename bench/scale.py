@@ -20,8 +20,11 @@ Stages, each as the library's runner calls it on ImageNet train:
 - `vim`, `mds`, `rmds`, `react`, `dice`, `knn`: `fit` of the baseline on N penultimate features (and labels, for the
   Mahalanobis scorers). KNN's bank is the training set by definition (Sun et al. 2022). It is listed so that its
   growth is seen: a memory-mapped bank, or faiss on disk, is what bounds it.
-- `tagood-decompose`: TagOOD's decomposition of ImageNet train (`ood_repro.tagood.decompose`) on N images' RAM
-  outputs (tag logits, head-summed attention of the IND tags, tokens in float16).
+- `tagood-decompose`: TagOOD's decomposition of ImageNet train (`ood_repro.tagood.decompose`, written block by block
+  to a folder) on N images' RAM outputs as the paper profile stores them: tag logits, the head-summed attention rows
+  of the predicted tags only (`attention="predicted"`), tokens in float16.
+- `tagood-fit`: `TagOOD.fit` with a workspace, as the runner calls it: that decomposition, then one epoch of
+  training (a small projector: its own size does not depend on N) read from the memory-mapped object tokens.
 
 Only measurements are printed; the script fails only if a stage crashes. Linux only (it reads /proc).
 """
@@ -43,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 FEATURE_WIDTH, NUM_CLASSES = 1536, 1000  # Swin-L's penultimate features and ImageNet-1k's classes
 RAM_TOKENS, RAM_WIDTH, IND_TAGS = 145, 512, 719  # RAM's tokens per image, their width, TagOOD's IND tags
 FEATURE_STAGES = ("vim", "mds", "rmds", "react", "dice", "knn")
-STAGES = FEATURE_STAGES + ("tagood-decompose",)
+RAM_STAGES = ("tagood-decompose", "tagood-fit")
+STAGES = FEATURE_STAGES + RAM_STAGES
 WRITE_ROWS = 2048  # rows written per chunk when making the arrays, so the parent process stays small
 
 
@@ -102,24 +106,52 @@ def make_feature_data(folder: Path, n: int) -> None:
 
 
 def make_ram_data(folder: Path, n: int) -> None:
-    "RAM outputs as the cache stores them for TagOOD: tag logits, head-summed IND attention, float16 tokens."
+    """RAM outputs as the paper profile's cache stores them for TagOOD: IND tag logits (about 3 tags above 0.5 per
+    image), the head-summed attention rows of those tags and the arg-max tag with their tags, float16 tokens, labels."""
     write_array(folder / "tag_logits.npy", (n, IND_TAGS), np.float32,
-                lambda rng, rows: rng.normal(-3.0, 2.0, size=(rows, IND_TAGS)).astype(np.float32))
-    write_array(folder / "attention.npy", (n, IND_TAGS, RAM_TOKENS), np.float16,
-                lambda rng, rows: rng.random((rows, IND_TAGS, RAM_TOKENS), dtype=np.float32).astype(np.float16))
+                lambda rng, rows: rng.normal(-4.0, 1.5, size=(rows, IND_TAGS)).astype(np.float32))
+    logits = np.load(folder / "tag_logits.npy", mmap_mode="r")
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    for start in range(0, n, WRITE_ROWS):
+        block = logits[start:start + WRITE_ROWS]
+        offsets[start + 1:start + len(block) + 1] = np.maximum((block > 0).sum(axis=1), 1)  # the arg-max is always stored
+    np.cumsum(offsets, out=offsets)
+    np.save(folder / "attention_offsets.npy", offsets)
+    tags = np.lib.format.open_memmap(folder / "attention_tags.npy", mode="w+", dtype=np.int64, shape=(int(offsets[-1]),))
+    for start in range(0, n, WRITE_ROWS):
+        block = np.asarray(logits[start:start + WRITE_ROWS])
+        stored = block > 0
+        stored[np.arange(len(block)), block.argmax(axis=1)] = True
+        tags[offsets[start]:offsets[start + len(block)]] = np.nonzero(stored)[1]
+    tags.flush()
+    del tags
+    write_array(folder / "attention.npy", (int(offsets[-1]), RAM_TOKENS), np.float16,
+                lambda rng, rows: rng.random((rows, RAM_TOKENS), dtype=np.float32).astype(np.float16))
     write_array(folder / "tokens.npy", (n, RAM_TOKENS, RAM_WIDTH), np.float16,
                 lambda rng, rows: rng.normal(size=(rows, RAM_TOKENS, RAM_WIDTH)).astype(np.float16))
+    write_array(folder / "labels.npy", (n,), np.int64, lambda rng, rows: rng.integers(0, NUM_CLASSES, rows))
 
 
 def run_stage(stage: str, folder: Path) -> None:
     "The stage on the arrays in `folder`, read as memory maps (what the cache hands the runner)."
-    if stage == "tagood-decompose":
-        from ood_repro.tagood import decompose
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("tag_logits", "attention", "tokens")}
-        decomposition = decompose(arrays["tag_logits"], arrays["attention"], arrays["tokens"], np.arange(IND_TAGS),
-                                  tau=0.5, is_id=True, from_logits=True)
-        assert len(decomposition) == len(arrays["tokens"])
-        return
+    if stage in RAM_STAGES:
+        from ood_repro.store import RaggedArray
+        from ood_repro.tagood import TagOOD, decompose
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r")
+                  for name in ("tag_logits", "attention", "attention_tags", "tokens", "labels")}
+        offsets = np.load(folder / "attention_offsets.npy")
+        attention, attention_tags = RaggedArray(arrays["attention"], offsets), RaggedArray(arrays["attention_tags"], offsets)
+        with tempfile.TemporaryDirectory(dir=folder) as workspace:
+            if stage == "tagood-decompose":
+                decomposition = decompose(arrays["tag_logits"], attention, arrays["tokens"], np.arange(IND_TAGS), tau=0.5,
+                                          is_id=True, attention_tags=attention_tags, from_logits=True, folder=workspace)
+                assert len(decomposition) == len(arrays["tokens"])
+                return
+            class_tags = np.arange(NUM_CLASSES) % IND_TAGS  # 1000 classes on 719 tags, as ImageNet's
+            training = dict(epochs=1, batch_size=256, model_options=dict(width=64, heads=4, mlp_dim=128))
+            TagOOD(class_tags, np.arange(IND_TAGS), training=training, workspace=workspace).fit(
+                arrays["tag_logits"], attention, arrays["tokens"], attention_tags, labels=arrays["labels"])
+            return
     from ood_repro.baselines import make
     features = np.load(folder / "features.npy", mmap_mode="r")
     labels = np.load(folder / "labels.npy", mmap_mode="r")
@@ -132,7 +164,7 @@ def run_stage(stage: str, folder: Path) -> None:
 
 def worker(stage: str, folder: Path) -> None:
     "Subprocess side: import what the stage needs first, then report the stage's own peak above that level."
-    run_stage_imports = "ood_repro.tagood" if stage == "tagood-decompose" else "ood_repro.baselines"
+    run_stage_imports = "ood_repro.tagood" if stage in RAM_STAGES else "ood_repro.baselines"
     __import__(run_stage_imports)
     with PeakSampler() as sampler:
         started = time.perf_counter()
@@ -154,7 +186,8 @@ def measure(stage: str, folder: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=16384, help="images of the feature stages (and 4x that); at least 8192")
-    parser.add_argument("--ram-n", type=int, default=256, help="images of the TagOOD decomposition (and 4x that)")
+    parser.add_argument("--ram-n", type=int, default=1024,
+                        help="images of the TagOOD stages (and 4x that); at least 256, decompose's block")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--dir", help="where to write the arrays (default: a temporary folder)")
     parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
@@ -166,13 +199,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
         rows = []
         for stage in args.stages:
-            base = args.ram_n if stage == "tagood-decompose" else args.n
+            base = args.ram_n if stage in RAM_STAGES else args.n
             peaks = {}
             for n in (base, 4 * base):
-                folder = Path(scratch) / f"{'ram' if stage == 'tagood-decompose' else 'features'}-{n}"
+                folder = Path(scratch) / f"{'ram' if stage in RAM_STAGES else 'features'}-{n}"
                 if not folder.exists():
                     folder.mkdir()
-                    (make_ram_data if stage == "tagood-decompose" else make_feature_data)(folder, n)
+                    (make_ram_data if stage in RAM_STAGES else make_feature_data)(folder, n)
                 peaks[n] = measure(stage, folder)
             small, large = peaks[base]["peak_bytes"], peaks[4 * base]["peak_bytes"]
             ratio = large / max(small, 1)

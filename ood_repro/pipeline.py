@@ -186,7 +186,7 @@ class Evaluator:
         if self.model in RAM_MODELS:
             options = dict(ram_extractor_options(self.profile, **self.model_options), **options)
             extractor = get_ram_extractor(self.model, self.profile, self.config, self.seed, self.checkpoint,
-                                          tags=sorted(set(self.class_tag_names)), **options)
+                                          tags=sorted(set(self.class_tag_names)), label_tags=self.class_tag_names, **options)
         else:
             extractor = get_extractor(self.model, profile=self.profile, config=self.config, seed=self.seed,
                                       checkpoint=self.checkpoint, **self.model_options, **options)
@@ -208,7 +208,7 @@ class Evaluator:
     def make(self, name: str, **hparams) -> Scorer:
         """`ood_repro.baselines.make(name, ...)` with what this model provides filled in: the classifier's head; the
         CLIP text encoder and class names; RAM's class → tag map, tag columns and threshold and the profile's TagOOD
-        training (`epochs=N` overrides its length), the seed, device and progress."""
+        training (`epochs=N` overrides its length), the seed, device, progress and a workspace in the cache folder."""
         if name in HEAD_SCORERS:
             hparams.setdefault("head", self.head)
         if name in CLIP_SCORERS and hparams.get("text_features") is None and "extractor" not in hparams:
@@ -223,6 +223,7 @@ class Evaluator:
             hparams.update(class_tags=self.class_tags, tag_ids=self.extractor.tag_indices,
                            tag_threshold=self.model_options["tag_threshold"], device=str(self.device), progress=self.progress)
             hparams.setdefault("seed", self.seed)
+            hparams.setdefault("workspace", Path(self.config.cache_dir) / "work")
         return make(name, **hparams)
 
     def preprocessing(self, scorer=None) -> str:

@@ -422,7 +422,7 @@ class RAMExtractor:
 
     def __init__(self, model: RAM, transform, name: str, model_id: str, weights_id: str, *, tags=None,
                  attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
-                 dtype: str = "float32", top_tag_logit: bool = False):
+                 dtype: str = "float32", top_tag_logit: bool = False, label_tags=None):
         layers = model.config.num_layers
         if isinstance(attention_layer, bool) or not isinstance(attention_layer, int) or not -layers <= attention_layer < layers:
             raise ValueError(f"attention_layer must be in {-layers}..{layers - 1} (negative: from the last layer), "
@@ -434,18 +434,35 @@ class RAMExtractor:
             raise ValueError(f"dtype must be one of {sorted(_STORAGE_DTYPES)}, got {dtype!r}.")
         if not 0 <= min_probability < 1:
             raise ValueError(f"min_probability must be in [0, 1), got {min_probability!r}.")
-        if tags is None:
-            indices = list(range(model.config.num_tags))
-        elif tags and all(isinstance(tag, str) for tag in tags):
-            indices = model.config.tag_indices(list(tags))
-        else:
-            indices = model.checked_tag_indices(tags, "cpu").tolist()
         self.model, self.transform, self.name = model.eval(), transform, name
+        indices = list(range(model.config.num_tags)) if tags is None else self._tag_indices(tags, "tags")
         self.model_id, self.weights_id = model_id, weights_id
         self.tag_indices = indices
         self.attention_layer, self.attention = attention_layer, attention
         self.min_probability, self.dtype, self.top_tag_logit = min_probability, dtype, bool(top_tag_logit)
         self._indices = torch.tensor(indices)
+        self.label_tags, self._label_columns = None, None
+        if label_tags is not None and attention == "predicted":
+            self.label_tags = self._tag_indices(label_tags, "label_tags")
+            column_of = {tag: column for column, tag in enumerate(indices)}
+            missing = sorted({tag for tag in self.label_tags if tag not in column_of})
+            if missing:
+                raise ValueError(f"label_tags holds RAM tags {missing[:5]} that are not among the extracted `tags`: "
+                                 "extract every class's tag (TagOOD's 719 in-distribution tags).")
+            self._label_columns = torch.tensor([column_of[tag] for tag in self.label_tags])
+
+    def _tag_indices(self, tags, parameter: str) -> list:
+        "RAM indices of `tags` given as names or indices."
+        if tags and all(isinstance(tag, str) for tag in tags):
+            return self.model.config.tag_indices(list(tags))
+        if len(tags) == 0:
+            raise ValueError(f"{parameter} is empty: give RAM tag names or indices.")
+        return self.model.checked_tag_indices(tags, "cpu").tolist()
+
+    @property
+    def reads_labels(self) -> bool:
+        "Whether `extract` passes each batch's labels: to store the row of every image's class tag (`label_tags`)."
+        return self._label_columns is not None
 
     @property
     def tag_names(self) -> list:
@@ -457,8 +474,9 @@ class RAMExtractor:
     def device(self) -> torch.device:
         return self.model.fc.weight.device
 
-    def __call__(self, images: torch.Tensor) -> dict:
-        "The outputs of the table above for a transformed batch `images` (B, 3, size, size)."
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        """The outputs of the table above for a transformed batch `images` (B, 3, size, size); `labels` (B,) add the row
+        of each labelled image's class tag (`label_tags`) to the stored rows (-1: an image without a class)."""
         with torch.no_grad():
             output = self.model(images.to(self.device), self._indices.to(self.device))
         storage = _STORAGE_DTYPES[self.dtype]
@@ -473,6 +491,12 @@ class RAMExtractor:
             return outputs
         keep = torch.sigmoid(tag_logits) > self.min_probability
         keep[torch.arange(len(keep)), tag_logits.argmax(dim=1)] = True
+        if self._label_columns is not None and labels is not None:
+            labels = torch.as_tensor(labels, device=keep.device)
+            if bool((labels >= len(self._label_columns)).any()):
+                raise ValueError(f"A label is {int(labels.max())} but label_tags names {len(self._label_columns)} classes.")
+            labelled = torch.nonzero(labels >= 0).squeeze(1)
+            keep[labelled, self._label_columns.to(keep.device)[labels[labelled]]] = True
         indices = self._indices.to(keep.device)
         outputs["attention"] = [attention[i][keep[i]].to(storage) for i in range(len(keep))]
         outputs["attention_tags"] = [indices[keep[i]] for i in range(len(keep))]
@@ -495,7 +519,9 @@ class RAMExtractor:
                 "extractor_version": RAM_EXTRACTOR_VERSION, "tags": f"{len(self.tag_indices)}:{digest}",
                 "attention_layer": self.attention_layer, "attention": self.attention,
                 "min_probability": self.min_probability if self.attention == "predicted" else None, "dtype": self.dtype,
-                "top_tag_logit": self.top_tag_logit}
+                "top_tag_logit": self.top_tag_logit,
+                **({} if self.label_tags is None else  # absent otherwise, so that existing entries keep their keys
+                   {"label_tags": hashlib.sha256(",".join(map(str, self.label_tags)).encode()).hexdigest()[:16]})}
 
     def __repr__(self):
         return (f"RAMExtractor({self.name!r}, {self.model_id}, weights={self.weights_id}, tags={len(self.tag_indices)}, "
@@ -538,7 +564,8 @@ def _ram_weights_file(spec: ModelSpec, config, checkpoint) -> Path:
 
 def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, seed: int = 0, checkpoint=None, *,
                       tags=None, attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
-                      dtype: str = "float32", preprocessing: str | None = None, top_tag_logit: bool = False) -> RAMExtractor:
+                      dtype: str = "float32", preprocessing: str | None = None, top_tag_logit: bool = False,
+                      label_tags=None) -> RAMExtractor:
     "The RAM extractor `name` ('ram' or 'ram-plus'): real weights in the `paper` profile, a tiny seeded network otherwise."
     spec = get_model(name, ("ram",))
     check_profile(profile)
@@ -558,4 +585,4 @@ def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, se
         transform = make_transform(preprocessing, TINY_CONFIG.image_size)
     return RAMExtractor(model, transform, name, model_id, weights_id, tags=tags, attention_layer=attention_layer,
                         attention=attention, min_probability=min_probability, dtype=dtype,
-                        top_tag_logit=top_tag_logit)
+                        top_tag_logit=top_tag_logit, label_tags=label_tags)

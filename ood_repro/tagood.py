@@ -14,9 +14,12 @@ __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES'
 
 # %% ../nbs/14_tagood.ipynb #80eb2573
 import math
+import shutil
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,7 @@ from tqdm import tqdm
 
 from .config import get_device, profile_settings
 from .scorer import Scorer
-from .store import RaggedArray
+from .store import RaggedArray, remove_stale_temporaries, temporary_path
 
 # %% ../nbs/14_tagood.ipynb #da7c4e1f
 def class_tag_indices(class_tags, tag_list=None) -> np.ndarray:
@@ -258,10 +261,48 @@ class _StoredRows:
         if not found.all():
             missing = int(np.flatnonzero(~found)[0])
             raise ValueError(f"No stored attention row for RAM tag {int(tags[missing])} of image {int(images[missing])}: "
-                             "the extractor stored only the rows of tags above its min_probability and the arg-max tag. "
-                             "Use a tag_threshold at least that min_probability, or dense attention (needed for "
-                             "single_tags and for a fallback over other tags than the extracted ones).")
+                             "the extractor stored only the rows of tags above its min_probability, the arg-max tag and, "
+                             "given label_tags, each labelled image's class tag. Use a tag_threshold at least that "
+                             "min_probability, label_tags for single_tags, or dense attention (needed for a fallback "
+                             "over other tags than the extracted ones).")
         return torch.from_numpy(np.asarray(self.rows.flat[low + order[positions]], dtype=np.float32))
+
+
+class _BlockWriter:
+    """The decomposition's arrays, block by block: kept in memory (folder None), or appended to raw files in `folder`
+    and memory-mapped when read, so that the host memory is one block's, whatever the number of images."""
+
+    def __init__(self, folder=None):
+        self.folder = None if folder is None else Path(folder)
+        self.blocks, self.files, self.rows = {}, {}, {}
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, name: str, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block)
+        self.rows[name] = self.rows.get(name, 0) + len(block)
+        if self.folder is None:
+            self.blocks.setdefault(name, []).append(block)
+            return
+        if name not in self.files:
+            self.files[name] = open(self.folder / f"{name}.bin", "wb")
+        block.tofile(self.files[name])
+
+    def array(self, name: str, dtype, row_shape: tuple = ()) -> np.ndarray:
+        "All blocks of `name` as one (rows, *row_shape) array: concatenated, or a read-only memory map of its file."
+        rows = self.rows.get(name, 0)
+        if rows == 0:
+            return np.zeros((0, *row_shape), dtype=dtype)
+        if self.folder is None:
+            return np.concatenate(self.blocks[name]).astype(dtype, copy=False)
+        self.files[name].close()
+        return np.memmap(self.folder / f"{name}.bin", dtype=dtype, mode="r", shape=(rows, *row_shape))
+
+    def ragged(self, name: str, dtype, row_shape: tuple = ()) -> RaggedArray:
+        "The rows written under `name` with their per-image counts under `name + '.lengths'`."
+        offsets = np.zeros(self.rows.get(f"{name}.lengths", 0) + 1, dtype=np.int64)
+        np.cumsum(self.array(f"{name}.lengths", np.int64), out=offsets[1:])
+        return RaggedArray(self.array(name, dtype, row_shape), offsets)
 
 
 def _top_tag_probs(top_tag_probs, n: int, from_logits: bool) -> torch.Tensor:
@@ -283,7 +324,8 @@ def _top_tag_probs(top_tag_probs, n: int, from_logits: bool) -> torch.Tensor:
 
 def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, tag_threshold: float = 0.5,
               zero_tag_rule: str = "official", is_id=None, top_tag_probs=None, single_tags=None, tag_ids=None,
-              attention_tags=None, from_logits: bool = False, batch_size: int = 256, progress: bool = False) -> Decomposition:
+              attention_tags=None, from_logits: bool = False, batch_size: int = 256, progress: bool = False,
+              folder=None) -> Decomposition:
     """TagOOD's tag-guided token selection for N images (the release's gen_data_tokens.py).
 
     tag_probs (N, T) sigmoid probabilities (logits with from_logits=True); attention: one layer, dense
@@ -292,7 +334,8 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
     token; tag_threshold: a tag is predicted when its probability is > this; zero_tag_rule: one of ZERO_TAG_RULES;
     is_id: bool or (N,) bools, for "official"; top_tag_probs: (N,) each image's highest probability over all of RAM's
     tags (logits with from_logits), which "official" needs for OOD images (`top_tag_logit` of the RAM extractor); single_tags: (N,) RAM tag per image, used alone (Table 5);
-    tag_ids: RAM index of each of the T columns."""
+    tag_ids: RAM index of each of the T columns; folder: where to write the result block by block (memory-mapped
+    files; None: in memory), so that a whole training set needs one block's memory."""
     if tag_probs.ndim != 2:
         raise ValueError(f"tag_probs must be (N, T) sigmoid probabilities; got shape {tuple(tag_probs.shape)}.")
     n, n_columns = tag_probs.shape
@@ -354,7 +397,7 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
     else:
         fallback_allowed, top_probs = np.full(n, zero_tag_rule == "fair"), None
 
-    token_rows, tag_rows, parts = [], [], {name: [] for name in ("tag_score", "token_map", "keep", "n_tags", "fallback")}
+    writer = _BlockWriter(folder)
     for start in tqdm(range(0, n, batch_size), desc="decompose", disable=not progress):
         stop = min(start + batch_size, n)
         probs = _rows(tag_probs, start, stop).float()
@@ -394,18 +437,17 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
         block = _rows(tokens, start, stop)
         kept = block[torch.as_tensor(keep, device=block.device)].cpu()
         kept = (kept.float() if kept.dtype == torch.bfloat16 else kept).numpy()  # numpy has no bfloat16
-        token_rows.extend(np.split(kept, np.cumsum(keep.sum(axis=1))[:-1]))
         n_tags = n_tags.cpu().numpy()
-        tag_rows.extend(np.split(column_tags[columns], np.cumsum(n_tags)[:-1]))
-        for name, value in (("tag_score", tag_score), ("token_map", token_map), ("n_tags", n_tags),
+        for name, value in (("object_tokens", kept), ("object_tokens.lengths", keep.sum(axis=1)),
+                            ("used_tags", column_tags[columns]), ("used_tags.lengths", n_tags),
+                            ("tag_score", tag_score.float()), ("token_map", token_map.float()), ("n_tags", n_tags),
                             ("keep", keep), ("fallback", fallback)):
-            parts[name].append(value.cpu().numpy() if isinstance(value, torch.Tensor) else value)
+            writer.add(name, value.cpu().numpy() if isinstance(value, torch.Tensor) else value)
 
-    joined = {name: np.concatenate(values) for name, values in parts.items()}
-    return Decomposition(object_tokens=_pack(token_rows, kept.dtype, (tokens.shape[2],)),
-                         tag_score=joined["tag_score"].astype(np.float32), token_map=joined["token_map"].astype(np.float32),
-                         keep=joined["keep"], n_tags=joined["n_tags"].astype(np.int64), fallback=joined["fallback"],
-                         used_tags=_pack(tag_rows, np.int64))
+    return Decomposition(object_tokens=writer.ragged("object_tokens", kept.dtype, (tokens.shape[2],)),
+                         tag_score=writer.array("tag_score", np.float32), token_map=writer.array("token_map", np.float32, (n_tokens,)),
+                         keep=writer.array("keep", bool, (n_tokens,)), n_tags=writer.array("n_tags", np.int64),
+                         fallback=writer.array("fallback", bool), used_tags=writer.ragged("used_tags", np.int64))
 
 # %% ../nbs/14_tagood.ipynb #250c51dc
 def select_tokens(tokens, token_map: np.ndarray, has_features: np.ndarray, tau: float | None) -> RaggedArray:
@@ -628,7 +670,7 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
 
     records: a RaggedArray or sequence of (K_i, D) arrays, K_i ≥ 1; labels (N,) class indices; model_options:
     TagOODProjector arguments (width, depth, heads, mlp_dim, dropout, max_tokens); see the notebook for the rest."""
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.array(labels, dtype=np.int64)  # a writable copy: torch cannot wrap a read-only memory map
     lengths = record_lengths(records)
     if labels.shape != (len(lengths),) or len(labels) == 0:
         raise ValueError(f"labels must hold one class per record: {len(lengths)} records, labels of shape {labels.shape}.")
@@ -908,7 +950,7 @@ class TagOOD(Scorer):
                  tau_train: float = 0.5, tau_test: float | None = 0.5, kind: str | None = None,
                  weight_by_tag: bool | None = None, single_tag: bool = False, tag_threshold: float = 0.5,
                  mse_weight: float = 0.1, training: dict | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False):
+                 workspace=None, progress: bool = False):
         self.method = _check_choice(method, TAGOOD_METHODS, "method")
         self.variant = _check_choice(variant, TAGOOD_VARIANTS, "variant")
         self.tau_train = _check_tau(tau_train, "tau_train", allow_none=False)
@@ -920,6 +962,7 @@ class TagOOD(Scorer):
         self.tag_ids = None if tag_ids is None else np.asarray(tag_ids, dtype=np.int64)  # those columns' tags in RAM's list
         self.weight_by_tag, self.single_tag, self.tag_threshold = weight_by_tag, bool(single_tag), float(tag_threshold)
         self.mse_weight, self.seed, self.device, self.progress = float(mse_weight), seed, str(device), progress
+        self.workspace = None if workspace is None else Path(workspace)  # decompositions go to disk there, not to memory
         self.training = training_settings("paper") if training is None else dict(training)
         self.requires_fit = method != "tag_score"
         self.projector, self.centres, self.history = None, None, None
@@ -928,10 +971,24 @@ class TagOOD(Scorer):
     def num_classes(self) -> int:
         return len(self.class_tags)
 
+    @contextmanager
+    def _decomposition_folder(self):
+        "A fresh folder in `workspace` for one decomposition's files, removed afterwards; None without a workspace."
+        if self.workspace is None:
+            yield None
+            return
+        remove_stale_temporaries(self.workspace)  # the folders of runs that crashed
+        folder = temporary_path(self.workspace, "decomposition")
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def decompose(self, tag_logits, attention, tokens, attention_tags=None, top_tag_logits=None, labels=None,
-                  training: bool = False) -> Decomposition:
+                  training: bool = False, folder=None) -> Decomposition:
         """The decomposition this scorer works on: a test set's at `tau_test` under the variant's zero-tag rule (OOD
-        when `top_tag_logits` is given); with `training=True`, the training set's at `tau_train` under the release's rule."""
+        when `top_tag_logits` is given); with `training=True`, the training set's at `tau_train` under the release's rule.
+        `folder`: where its arrays are written (memory-mapped), as `decompose` takes it."""
         if self.single_tag and training and labels is None:
             raise ValueError("single_tag=True trains on the ground-truth class's tag: pass the training `labels`.")
         return decompose(tag_logits, attention, tokens, ind_tag_set(self.class_tags),
@@ -939,24 +996,30 @@ class TagOOD(Scorer):
                          zero_tag_rule="official" if training else TAGOOD_VARIANTS[self.variant]["zero_tag_rule"],
                          is_id=training or top_tag_logits is None, top_tag_probs=top_tag_logits,
                          single_tags=self.class_tags[np.asarray(labels)] if training and self.single_tag else None,
-                         tag_ids=self.tag_ids, attention_tags=attention_tags, from_logits=True, progress=self.progress)
+                         tag_ids=self.tag_ids, attention_tags=attention_tags, from_logits=True, progress=self.progress,
+                         folder=folder)
 
     def fit(self, tag_logits=None, attention=None, tokens=None, attention_tags=None, labels=None) -> "TagOOD":
         "Decompose the ImageNet-train arrays and learn the method's projector (if any) and class centres."
         if not self.requires_fit:
             return self
-        records = self.decompose(tag_logits, attention, tokens, attention_tags, labels=labels, training=True).object_tokens
-        labels = np.asarray(labels)
+        with self._decomposition_folder() as folder:
+            records = self.decompose(tag_logits, attention, tokens, attention_tags, labels=labels, training=True,
+                                     folder=folder).object_tokens
+            self._learn(records, np.asarray(labels))
+        return self
+
+    def _learn(self, records, labels: np.ndarray) -> None:
+        "The method's projector (if any) and class centres from the training set's object-token records."
         if self.method == "cs":
             self.projector, self.centres = None, torch.from_numpy(class_means(mean_pool(records), labels, self.num_classes))
-            return self
+            return
         trained = train_tagood(records, labels, self.num_classes, mse_weight=self.mse_weight if self.method == "tagood" else 0.0,
                                seed=self.seed, device=self.device, progress=self.progress, **self.training)
         self.projector, self.history = trained.model, trained.history
         self.centres = (trained.centres.centres if self.method == "tagood" else
                         torch.from_numpy(projected_class_means(trained.model, records, labels, self.num_classes,
                                                                device=self.device)))
-        return self
 
     def features(self, records) -> np.ndarray:
         "One feature per record: projected, or (CS) the mean of its raw tokens."
@@ -964,12 +1027,13 @@ class TagOOD(Scorer):
         return mean_pool(records) if self.projector is None else project(self.projector, records, device=self.device)
 
     def score(self, tag_logits=None, attention=None, tokens=None, attention_tags=None, top_tag_logits=None) -> np.ndarray:
-        decomposition = self.decompose(tag_logits, attention, tokens, attention_tags, top_tag_logits)
-        if self.method == "tag_score":
-            return tag_score_baseline(decomposition.tag_score)
-        return centre_scores(self.features(decomposition.object_tokens), self.centres, self.kind,
-                             tag_scores=decomposition.tag_score, has_features=decomposition.lengths > 0,
-                             weight_by_tag=self.weight_by_tag)
+        with self._decomposition_folder() as folder:
+            decomposition = self.decompose(tag_logits, attention, tokens, attention_tags, top_tag_logits, folder=folder)
+            if self.method == "tag_score":
+                return tag_score_baseline(decomposition.tag_score)
+            return centre_scores(self.features(decomposition.object_tokens), self.centres, self.kind,
+                                 tag_scores=decomposition.tag_score, has_features=decomposition.lengths > 0,
+                                 weight_by_tag=self.weight_by_tag)
 
     def fit_key(self) -> dict | None:
         if not self.requires_fit:
