@@ -8,7 +8,6 @@ __all__ = ['CHUNK_ROWS', 'check_rows', 'row_chunks', 'check_width', 'as_labels',
            'Mahalanobis', 'RelativeMahalanobis']
 
 # %% ../nbs/09_distance_baselines.ipynb #82f0ddee
-import faiss
 import numpy as np
 import torch
 
@@ -28,10 +27,10 @@ def check_rows(array, name: str) -> int:
     return array.shape[0]
 
 # %% ../nbs/09_distance_baselines.ipynb #cc3fdb83
-def row_chunks(array, name: str, rows: int = CHUNK_ROWS):
-    "(start, block) for consecutive blocks of `rows` rows of `array` (numpy, torch or a memory map), each as `as_matrix` gives it."
+def row_chunks(array, name: str, rows: int = CHUNK_ROWS, dtype: torch.dtype | None = torch.float64):
+    "(start, block) for consecutive blocks of `rows` rows of `array` (numpy, torch or a memory map), each as `as_matrix` gives it in `dtype`."
     for start in range(0, check_rows(array, name), rows):
-        yield start, as_matrix(array[start:start + rows], name)
+        yield start, as_matrix(array[start:start + rows], name, dtype)
 
 # %% ../nbs/09_distance_baselines.ipynb #04d2ab89
 def check_width(matrix: torch.Tensor, width: int, name: str, fitted_on: str) -> None:
@@ -69,7 +68,8 @@ class KNN(Scorer):
     """Deep nearest neighbours (Sun et al., ICML 2022, §3, Algorithm 1): score = −‖z − z_(k)‖₂, the negative
     Euclidean distance from the normalised feature z = h/‖h‖₂ to its k-th nearest normalised ID-training
     feature. Paper defaults for ImageNet: k = 1000 over the whole training set (sample_ratio α = 1);
-    the paper's cheaper variant is k = 10 with α = 0.01."""
+    the paper's cheaper variant is k = 10 with α = 0.01. The bank stays the array `fit` is given (a memory map
+    is not read into memory); `score` searches it exactly, CHUNK_ROWS bank rows at a time."""
     name = "knn"
     requires_fit = True
 
@@ -79,37 +79,43 @@ class KNN(Scorer):
         if not 0 < sample_ratio <= 1:
             raise ValueError(f"KNN `sample_ratio` (the paper's α) must be in (0, 1]; got {sample_ratio}.")
         self.k, self.sample_ratio, self.seed = int(k), float(sample_ratio), int(seed)
-        self._index = None
+        self._bank = None
 
     def fit(self, features=None, logits=None, labels=None) -> "KNN":
-        "Build the bank: normalised ID-training features (a random α fraction of them if sample_ratio < 1)."
-        features = as_matrix(features, "features", dtype=torch.float32)  # faiss searches in float32
-        n_samples = features.shape[0]
+        "The bank: the ID-training features as given (a copy of a random α fraction of their rows if sample_ratio < 1)."
+        n_samples = check_rows(features, "features")
+        bank = features
         if self.sample_ratio < 1:
             bank_size = max(1, round(self.sample_ratio * n_samples))
             rows = np.sort(np.random.default_rng(self.seed).choice(n_samples, bank_size, replace=False))
-            features = features[torch.from_numpy(rows)]
-        if features.shape[0] < self.k:
-            raise ValueError(f"KNN `k` = {self.k} exceeds the {features.shape[0]} features in the bank; "
+            bank = features[rows]  # reads and copies the sampled rows only
+        if bank.shape[0] < self.k:
+            raise ValueError(f"KNN `k` = {self.k} exceeds the {bank.shape[0]} features in the bank; "
                              "lower k or fit on more training features.")
-        self._index = faiss.IndexFlatIP(features.shape[1])
-        self._index.add(np.ascontiguousarray(unit_rows(features).numpy()))
+        for _ in row_chunks(bank, "features", dtype=None):
+            pass  # reading a block checks it: NaN or infinite features are refused now, not at the first score
+        self._bank = bank
         return self
 
     @property
     def bank_size(self) -> int:
         "Number of training features in the bank (0 before `fit`)."
-        return 0 if self._index is None else self._index.ntotal
+        return 0 if self._bank is None else self._bank.shape[0]
+
+    def _kth_similarity(self, queries: torch.Tensor) -> torch.Tensor:
+        "Each unit query's k-th largest inner product with the normalised bank: a running top-k over bank blocks."
+        nearest = torch.full((queries.shape[0], self.k), -torch.inf)
+        for _, block in row_chunks(self._bank, "features", dtype=torch.float32):
+            candidates = torch.cat([nearest, queries @ unit_rows(block).T], dim=1)
+            nearest = torch.topk(candidates, self.k, dim=1, sorted=False).values
+        return nearest.min(dim=1).values
 
     def score(self, features=None, logits=None) -> np.ndarray:
-        require_fitted(self, "_index")
-        features = as_matrix(features, "features", dtype=torch.float32)
-        check_width(features, self._index.d, "features", "the training bank")
-        queries = np.ascontiguousarray(unit_rows(features).numpy())
-        kth_similarity = np.empty(len(queries), dtype=np.float64)
-        for start in range(0, len(queries), CHUNK_ROWS):
-            similarities, _ = self._index.search(queries[start:start + CHUNK_ROWS], self.k)
-            kth_similarity[start:start + CHUNK_ROWS] = similarities[:, -1]
+        require_fitted(self, "_bank")
+        kth_similarity = np.empty(check_rows(features, "features"), dtype=np.float64)
+        for start, queries in row_chunks(features, "features", dtype=torch.float32):  # float32, as the search
+            check_width(queries, self._bank.shape[1], "features", "the training bank")
+            kth_similarity[start:start + queries.shape[0]] = self._kth_similarity(unit_rows(queries)).numpy()
         # for unit vectors ‖z − z'‖² = 2 − 2⟨z, z'⟩: the k-th largest similarity is the k-th nearest neighbour
         return -np.sqrt(np.maximum(2.0 - 2.0 * kth_similarity, 0.0))
 
