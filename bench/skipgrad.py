@@ -1,6 +1,7 @@
 """Skip gradient vs full backpropagation: time and peak memory of one SynOOD guidance iteration.
 
 Run: .venv/bin/python bench/skipgrad.py [--steps 5 10 20] [--image-size 64] [--batch 2] [--repeats 3]
+     [--ratio-batch 8] [--sd2-size 64]
 
 One guidance iteration (`GuidedInpainter.guidance_step`: denoise z_T into the final latent, decode it, score it with
 the classifier, and take the gradient for the noise) runs on the same tiny SD2-style inpainting pipeline and tiny
@@ -24,7 +25,20 @@ prints:
 
 and the ratios full / skip. The skip gradient keeps memory constant in the number of steps while full backpropagation
 grows with it; the time ratio stays modest because both modes run the same forward loop.
-The gradients of both modes are checked to be finite; the script exits with status 1 otherwise.
+
+Batching: seconds per image of a whole generation (`GuidedInpainter.generate`, the release's 3 passes, at the last
+`--steps` value) for `--ratio-batch` images generated one per call and all in one call, and their ratio. The batched
+images must equal the one-at-a-time images (max abs difference below 1e-4).
+
+Memory per image at SD2's real size (`--sd2-size`, 0 skips it): the skip gradient's backward pass keeps the VAE
+decoder's activations at 512x512 and the classifier's. The decoder of SD2's VAE (its architecture, random weights:
+nothing is downloaded) runs at `--sd2-size` pixels, and a torchvision ResNet-50 at 224 pixels; each image's saved
+bytes are those of a batch of 2 minus those of a batch of 1 (which leaves out the weights). Convolution activations
+grow with the pixel count, so the decoder's are scaled by (512 / sd2-size)^2, and halved for float16 (the mid-block's
+attention over 64x64 latents adds 32 MB per image at most, none with flash attention); the classifier stays float32.
+
+The gradients of both modes are checked to be finite and the batched images against the single ones; the script
+exits with status 1 otherwise.
 """
 import argparse
 import functools
@@ -33,6 +47,8 @@ import time
 from pathlib import Path
 
 import torch
+import torchvision
+from diffusers import AutoencoderKL
 from torch.profiler import ProfilerActivity, profile
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
@@ -42,6 +58,11 @@ from ood_repro.synood.generate import tiny_inpaint_pipeline  # noqa: E402
 from ood_repro.synood.guidance import GuidedInpainter, guidance_settings  # noqa: E402
 
 MODES = ("skip", "full")
+SD2_SIZE = 512
+# the VAE of stabilityai/stable-diffusion-2-inpainting (vae/config.json on the Hugging Face Hub)
+SD2_VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": (128, 256, 512, 512),
+           "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+           "layers_per_block": 2, "norm_num_groups": 32, "sample_size": SD2_SIZE}
 
 
 def one_iteration(inpainter, inputs, mode):
@@ -86,6 +107,46 @@ def saved_for_backward_bytes(function):
     return sum(storages.values())
 
 
+def seconds_per_image(inpainter, inputs, batch_sizes, repeats: int) -> tuple:
+    "(best seconds per image of generating every input in batches of each size, the images of each size)."
+    images, prompts, seeds = inputs
+    outputs = {}
+
+    def run(batch_size):
+        results = [inpainter.generate(images[start:start + batch_size], prompts[start:start + batch_size],
+                                      seeds[start:start + batch_size]) for start in range(0, len(seeds), batch_size)]
+        outputs[batch_size] = torch.cat([result.images for result in results])
+
+    seconds = best_times({size: functools.partial(run, size) for size in batch_sizes}, repeats)
+    return {size: value / len(seeds) for size, value in seconds.items()}, outputs
+
+
+def per_image_saved_bytes(model, make_input) -> int:
+    "Bytes autograd saves for the gradient of `model`'s output in its input, per image: batch 2 minus batch 1."
+    def saved(batch):
+        leaf = make_input(batch).requires_grad_(True)
+        return saved_for_backward_bytes(lambda: model(leaf))
+    return saved(2) - saved(1)
+
+
+def sd2_bytes_per_image(size: int, seed: int) -> dict:
+    "Saved-for-backward bytes per image of the skip gradient at 512x512: SD2's VAE decoder and a ResNet-50."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = AutoencoderKL(**SD2_VAE).eval().requires_grad_(False)
+        classifier = torchvision.models.resnet50().eval().requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    latent_size = size // 8
+    decoder_bytes = per_image_saved_bytes(
+        lambda latents: decoder.decode(latents).sample,
+        lambda batch: torch.randn(batch, 4, latent_size, latent_size, generator=generator))
+    classifier_bytes = per_image_saved_bytes(classifier,
+                                             lambda batch: torch.rand(batch, 3, 224, 224, generator=generator))
+    decoder_float16 = decoder_bytes * (SD2_SIZE / size) ** 2 / 2
+    return {"decoder float32 at size": decoder_bytes, "decoder float16 at 512": decoder_float16,
+            "classifier float32": classifier_bytes, "total": decoder_float16 + classifier_bytes}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20], help="num_inference_steps values")
@@ -94,6 +155,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ratio-batch", type=int, default=8, help="images per call against one per call (paper: 8)")
+    parser.add_argument("--sd2-size", type=int, default=64, help="pixels of the SD2 decoder measurement (0: skip)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -130,6 +193,30 @@ def main(argv=None):
               f"{peaks['full'] / peaks['skip']:>6.1f}x | {saved['skip']:>10.1f} {saved['full']:>10.1f} "
               f"{saved['full'] / saved['skip']:>5.1f}x")
     print("ratios are full / skip; MB = 2**20 bytes; time: best of", args.repeats)
+
+    batch = args.ratio_batch
+    settings = guidance_settings("smoke", image_size=args.image_size, num_inference_steps=args.steps[-1])
+    inpainter = GuidedInpainter(pipeline, classifier, settings)
+    ratio_images = torch.rand(batch, 3, args.image_size, args.image_size,
+                              generator=torch.Generator().manual_seed(args.seed))
+    ratio_inputs = (ratio_images,
+                    [f"A photo only remain {words}." for words in ("grass", "sky", "a fence", "water") * batch][:batch],
+                    list(range(args.seed, args.seed + batch)))
+    per_image, outputs = seconds_per_image(inpainter, ratio_inputs, (1, batch), args.repeats)
+    difference = (outputs[1] - outputs[batch]).abs().max().item()
+    print(f"\nwhole generation ({settings.iterations} passes, {args.steps[-1]} steps), {batch} images: "
+          f"{per_image[1]:.3f} s/image one per call, {per_image[batch]:.3f} s/image {batch} per call, "
+          f"ratio {per_image[1] / per_image[batch]:.2f}x; max |batched - single| = {difference:.1e}")
+    if not difference < 1e-4:
+        failures.append(f"batched images differ from single ones by {difference}")
+
+    if args.sd2_size:
+        sizes = sd2_bytes_per_image(args.sd2_size, args.seed)
+        print(f"SD2 skip gradient, saved for backward per image: VAE decoder "
+              f"{sizes['decoder float32 at size'] / 2**20:.0f} MB (float32, {args.sd2_size} px) -> "
+              f"{sizes['decoder float16 at 512'] / 2**30:.2f} GiB (float16, 512 px); "
+              f"ResNet-50 {sizes['classifier float32'] / 2**20:.0f} MB (float32, 224 px); "
+              f"total {sizes['total'] / 2**30:.2f} GiB per image, {8 * sizes['total'] / 2**30:.1f} GiB for 8")
     for failure in failures:
         print("FAILED:", failure)
     return 1 if failures else 0

@@ -113,7 +113,7 @@ PROFILES = {
         "adaneg": {"n_negatives": 30, "n_groups": 5},
         "guidance": {"image_size": 64, "classifier_resize": 66, "classifier_crop": 64},
         "text_to_image": {"image_size": 64},
-        "synthetic_sets": {"n_per_class": 1, "num_inference_steps": 5},
+        "synthetic_sets": {"n_per_class": 1, "num_inference_steps": 5, "batch_size": 2},
     },
     "paper": {
         # ODIN back-propagates to the input: Swin-L 384 keeps about 0.7 GB of fp16 activations per image, so 128 images
@@ -129,7 +129,11 @@ PROFILES = {
         "adaneg": {"n_negatives": 10_000, "n_groups": 5},
         "guidance": {},
         "text_to_image": {},
-        "synthetic_sets": {"n_per_class": 50, "num_inference_steps": 20},
+        # batch_size: images per sampler call. SD2 inpainting at 512 px with the skip gradient keeps 2.9 GiB per image
+        # for its backward pass (float16 VAE decoder 2.8, float32 ResNet-50 0.08; bench/skipgrad.py measures them), so 8
+        # images take 23 GiB beside 2.7 GB of weights on an 80 GB GPU, and still fit in float32 (dtype=torch.float32:
+        # 45 GiB + 5.4 GB of weights), which 16 would not; the UNet then runs 16 latents (8 images with CFG) per step
+        "synthetic_sets": {"n_per_class": 50, "num_inference_steps": 20, "batch_size": 8},
     },
 }
 

@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SCHEDULER', 'ID_SUBSET_FILE',
            'DEFAULT_CONTEXT_QUESTION', 'LLAVA_PROMPT_FORMAT', 'PROMPT_TEMPLATE', 'RELEASE_CONTEXT_CHARS',
-           'PROMPT_FORMS', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT', 'CONTEXT_SOURCES',
-           'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext',
-           'tiny_llava', 'load_llava', 'MLLMContext', 'llava_context', 'diffusers_clip_tokenizer',
-           'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
+           'PROMPT_FORMS', 'MODEL_DTYPES', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT',
+           'CONTEXT_SOURCES', 'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer',
+           'ContextCache', 'TagContext', 'tiny_llava', 'model_dtype', 'load_llava', 'MLLMContext', 'llava_context',
+           'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
            'load_text_to_image_pipeline', 'load_source_images', 'to_uint8', 'make_inpainter', 'generate_dataset',
            'read_manifest', 'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images',
            'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset']
@@ -316,6 +316,21 @@ def tiny_llava(seed: int = 0) -> tuple:
     model.name_or_path = f"tiny-llava-random-seed{seed}"
     return model, processor
 
+# %% ../../nbs/17_synood_generate.ipynb #0f351c1f
+MODEL_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def model_dtype(device, dtype=None) -> torch.dtype:
+    "`dtype` (a torch dtype or its name in MODEL_DTYPES), checked; None: float16 on CUDA, float32 elsewhere."
+    if dtype is None:
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    if isinstance(dtype, str) and dtype in MODEL_DTYPES:
+        return MODEL_DTYPES[dtype]
+    if dtype not in MODEL_DTYPES.values():
+        raise ValueError(f"dtype must be one of {sorted(MODEL_DTYPES)} (a torch dtype or its name), or None for "
+                         f"float16 on CUDA and float32 elsewhere; got {dtype!r}.")
+    return dtype
+
 # %% ../../nbs/17_synood_generate.ipynb #20882dae
 def load_llava(profile: str = "paper", model_id: str = LLAVA_MODEL, device="cpu", dtype=None, seed: int = 0) -> tuple:
     "(model, processor): the real LLaVA `model_id` in `paper` (cached or downloadable, else a clear error), tiny in `smoke`."
@@ -324,7 +339,7 @@ def load_llava(profile: str = "paper", model_id: str = LLAVA_MODEL, device="cpu"
         model, processor = tiny_llava(seed)
         return model.to(device), processor
     source = _pretrained_source(model_id, get_model("llava").hub_files[0], "LLaVA model")
-    dtype = dtype or (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
+    dtype = model_dtype(device, dtype)
     processor = _load_pretrained(AutoProcessor.from_pretrained, source, "LLaVA processor")
     model = _load_pretrained(LlavaForConditionalGeneration.from_pretrained, source, "LLaVA model", dtype=dtype)
     model.name_or_path = model_id
@@ -448,8 +463,11 @@ def tiny_text_to_image_pipeline(seed: int = 0, image_size: int = 64) -> StableDi
 # %% ../../nbs/17_synood_generate.ipynb #9db71c65
 def _load_pipeline(pipeline_class, tiny_builder, profile, model_id, device, dtype, seed):
     check_profile(profile)
+    dtype = model_dtype(device, dtype)
     if profile == "smoke":
-        return tiny_builder(seed).to(device)
+        pipeline = tiny_builder(seed).to(device)
+        # built in float32; cast only when asked, since diffusers logs a warning on every cast
+        return pipeline if dtype == torch.float32 else pipeline.to(dtype=dtype)
     source = _pretrained_source(model_id, get_model("sd2-inpainting").hub_files[0], "Stable Diffusion pipeline")
     pipeline = _load_pretrained(pipeline_class.from_pretrained, source, "Stable Diffusion pipeline", torch_dtype=dtype)
     pipeline.set_progress_bar_config(disable=True)
@@ -457,13 +475,13 @@ def _load_pipeline(pipeline_class, tiny_builder, profile, model_id, device, dtyp
 
 
 def load_inpaint_pipeline(profile: str = "paper", model_id: str = SD2_INPAINTING, device="cpu",
-                          dtype=torch.float32, seed: int = 0) -> StableDiffusionInpaintPipeline:
+                          dtype=None, seed: int = 0) -> StableDiffusionInpaintPipeline:
     "SD2 inpainting (`paper`: cached or downloadable, else WeightsUnavailableError at once) or the tiny one (`smoke`)."
     return _load_pipeline(StableDiffusionInpaintPipeline, tiny_inpaint_pipeline, profile, model_id, device, dtype, seed)
 
 # %% ../../nbs/17_synood_generate.ipynb #10ca4bc7
 def load_text_to_image_pipeline(profile: str = "paper", model_id: str = SD2_TEXT_TO_IMAGE, device="cpu",
-                                dtype=torch.float32, seed: int = 0) -> StableDiffusionPipeline:
+                                dtype=None, seed: int = 0) -> StableDiffusionPipeline:
     "SD2 text-to-image for Neg Image (`paper`; our choice of model) or the tiny one (`smoke`)."
     return _load_pipeline(StableDiffusionPipeline, tiny_text_to_image_pipeline, profile, model_id, device, dtype, seed)
 
@@ -482,16 +500,17 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 # %% ../../nbs/17_synood_generate.ipynb #c3e466a5
 def make_inpainter(profile: str = "smoke", config=None, seed: int = 0, device="cpu", model_id: str = SD2_INPAINTING,
-                   classifier_checkpoint=None, **overrides) -> GuidedInpainter:
-    "The profile's GuidedInpainter: SD2 inpainting (or tiny) guided by the `resnet50` extractor; `overrides` change settings."
-    pipeline = load_inpaint_pipeline(profile, model_id=model_id, device=device, seed=seed)
+                   classifier_checkpoint=None, dtype=None, **overrides) -> GuidedInpainter:
+    "The profile's GuidedInpainter: SD2 inpainting (or tiny, in `dtype`) guided by the float32 `resnet50` extractor."
+    pipeline = load_inpaint_pipeline(profile, model_id=model_id, device=device, dtype=dtype, seed=seed)
     classifier = get_extractor("resnet50", profile, config, seed=seed, checkpoint=classifier_checkpoint).to(device)
     return GuidedInpainter(pipeline, classifier, guidance_settings(profile, **overrides))
 
 # %% ../../nbs/17_synood_generate.ipynb #81672a8c
 RUN_FILE = "generation.json"
 RECORDS_DIR = ".records"
-IMAGE_FORMATS = {"png": ("png", "PNG", {}), "jpeg": ("JPEG", "JPEG", {"quality": 75})}  # JPEG 75: the release's
+# extension, PIL format, options; JPEG: the release's files (PIL's defaults for a .JPEG path: quality 75, 4:2:0)
+IMAGE_FORMATS = {"jpeg": ("JPEG", "JPEG", {"quality": 75}), "png": ("png", "PNG", {})}
 PROGRESS_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
 
 
@@ -602,7 +621,7 @@ def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, i
 
 def generate_dataset(subset: pd.DataFrame, context_source, inpainter: GuidedInpainter, out_dir, seed: int = 0,
                      batch_size: int = 1, prompt_form: str = "release", prompt_from: str = "labels",
-                     image_format: str = "png", progress: bool = True, rank: int = 0,
+                     image_format: str = "jpeg", progress: bool = True, rank: int = 0,
                      world_size: int = 1) -> pd.DataFrame | None:
     "Generate the synthetic image of every subset row (path, class, name) into `out_dir`; resumable; returns the manifest."
     missing_columns = {"path", "class", "name"} - set(subset.columns)
@@ -673,7 +692,7 @@ def label_slug(label: str) -> str:
 # %% ../../nbs/17_synood_generate.ipynb #dc5fe25b
 def generate_negative_label_images(labels, pipeline: StableDiffusionPipeline, out_dir, settings=None,
                                    images_per_label: int = 1, seed: int = 0, batch_size: int = 1,
-                                   image_format: str = "png", progress: bool = True, rank: int = 0,
+                                   image_format: str = "jpeg", progress: bool = True, rank: int = 0,
                                    world_size: int = 1) -> pd.DataFrame | None:
     "Text-to-image images prompted by each negative label (Table 4's Neg Image); resumable; returns the manifest."
     labels = [str(label) for label in labels]
@@ -688,7 +707,8 @@ def generate_negative_label_images(labels, pipeline: StableDiffusionPipeline, ou
         for image_index in range(images_per_label):
             name = f"{slug}/{slug}_{label_index}_{image_index}"
             items.append({"name": name, "label": label, "seed": derive_seed(int(seed), name)})
-    run_info = {"kind": "synood-negative-label-images", "pipeline": pipeline.name_or_path, "settings": asdict(settings),
+    run_info = {"kind": "synood-negative-label-images", "pipeline": pipeline.name_or_path,
+                "dtype": str(pipeline.unet.dtype).removeprefix("torch."), "settings": asdict(settings),
                 "images_per_label": images_per_label, "seed": int(seed), "batch_size": batch_size,
                 "image_format": image_format,
                 "labels_sha256": hashlib.sha256(json.dumps(labels).encode("utf-8")).hexdigest(), "items": len(items)}
@@ -758,12 +778,12 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
                             gradient: str | None = None, resampling: str | None = None,
                             num_inference_steps: int | None = None,
                             iterations: int | None = None, neg_images: int | None = None,
-                            question: str = DEFAULT_CONTEXT_QUESTION, device=None, batch_size: int = 1,
-                            image_format: str = "png", classifier_checkpoint=None, ram_checkpoint=None,
-                            progress: bool = True, rank: int = 0, world_size: int = 1) -> dict:
+                            question: str = DEFAULT_CONTEXT_QUESTION, device=None, dtype=None,
+                            batch_size: int | None = None, image_format: str = "jpeg", classifier_checkpoint=None,
+                            ram_checkpoint=None, progress: bool = True, rank: int = 0, world_size: int = 1) -> dict:
     "Grad Image set (out_dir/grad_image) and, given `negative_labels`, Neg Image set (out_dir/neg_image); resumable."
     # out_dir None: a cache folder named after the settings, so that other settings never meet a finished run
-    defaults = profile_settings(profile, "synthetic_sets")  # n_per_class and num_inference_steps; checks the profile
+    defaults = profile_settings(profile, "synthetic_sets")  # n_per_class, steps, batch_size; checks the profile
     if context not in CONTEXT_SOURCES:
         raise ValueError(f"context must be one of {CONTEXT_SOURCES}, got {context!r}.")
     n_per_class = defaults["n_per_class"] if n_per_class is None else n_per_class
@@ -773,16 +793,18 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
     if negative_labels is not None and not negative_labels:
         raise ValueError("negative_labels is empty: pass the mined negative labels, or None for the Grad set only.")
     steps = defaults["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
     device = get_device(resolve_profile(profile, device=device)["device"])  # None: the profile's device
+    dtype = model_dtype(device, dtype)
     if out_dir is None:
         settings_name = (f"{profile}-{context}-{loss or 'official'}-{gradient or 'skip'}-{resampling or 'official'}"
                          f"-n{n_per_class}-steps{steps}")
-        settings_name += f"-iterations{iterations or 'default'}-seed{seed}"
+        settings_name += f"-iterations{iterations or 'default'}-seed{seed}-{str(dtype).removeprefix('torch.')}"
         out_dir = Path((config or load_config()).cache_dir) / "synood-sets" / settings_name
     out_dir = Path(out_dir)
-    inpainter = make_inpainter(profile, config, seed=seed, device=device, classifier_checkpoint=classifier_checkpoint,
-                               loss=loss, gradient=gradient, classifier_resampling=resampling,
-                               num_inference_steps=steps, iterations=iterations)
+    inpainter = make_inpainter(profile, config, seed=seed, device=device, dtype=dtype,
+                               classifier_checkpoint=classifier_checkpoint, loss=loss, gradient=gradient,
+                               classifier_resampling=resampling, num_inference_steps=steps, iterations=iterations)
     out_dir.mkdir(parents=True, exist_ok=True)
     subset = _read_or_select_subset(profile, config, n_per_class, out_dir, progress)
     if context == "tags":
@@ -797,7 +819,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
         if not isinstance(n_images, int) or n_images < 1:
             raise ValueError(f"neg_images must be a positive int or None, got {n_images!r}.")
         labels, per_label = _spread_labels(negative_labels, n_images)
-        pipeline = load_text_to_image_pipeline(profile, device=device, seed=seed)
+        pipeline = load_text_to_image_pipeline(profile, device=device, dtype=dtype, seed=seed)
         settings = replace(TextToImageSettings(**profile_settings(profile, "text_to_image")), num_inference_steps=steps)
         sets["neg_dir"] = out_dir / "neg_image"
         sets["neg"] = generate_negative_label_images(labels, pipeline, sets["neg_dir"], settings,
