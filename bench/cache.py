@@ -8,6 +8,10 @@ VERIFY_CONTENT_BYTES (the size up to which opening an entry reads every byte). T
 
 - merging the shards into the entry (`consolidate`, which checks every shard byte against its checksum) against a
   plain concatenation of the same shard files (same reads and writes, no hashing);
+- the disk the merge needs beyond the shards: the peak of the files in `shards/` and `merging/`, sampled at each of
+  its events (a shard both merged and still in its folder included), as a fraction of the entry; against the
+  previous design, which copied every shard before deleting any (measured as the shards plus their plain
+  concatenation);
 - opening the large entry (`FeatureCache.open`: sizes and headers only, since it is above the limit), against
   reading and checking its manifest alone (what opening an entry did before checksums);
 - opening the entry at the limit (every byte hashed);
@@ -15,7 +19,7 @@ VERIFY_CONTENT_BYTES (the size up to which opening an entry reads every byte). T
   ("warm") and with the files dropped from the page cache first ("cold", posix_fadvise DONTNEED, where supported);
 - sha256 throughput on this machine.
 
-Checks on the way: the entry opens, verifies clean, a flipped byte is found by `verify` in the right shard, and the
+Checks on the way: the merge's peak extra disk stays under two shards, the entry opens, verifies clean, a flipped byte is found by `verify` in the right shard, and the
 entry is repaired by `extract`. The script exits with status 1 if any of these fails; timings are only printed.
 """
 import argparse
@@ -109,6 +113,11 @@ def read_all(paths, chunk: int = 8 * 2**20) -> int:
     return total
 
 
+def disk_bytes(*folders: Path) -> int:
+    "The disk taken by the files under `folders`: their allocated blocks (a missing folder takes none)."
+    return sum(path.stat().st_blocks * 512 for folder in folders for path in folder.rglob("*") if path.is_file())
+
+
 def concatenate_plain(sources, destination: Path) -> None:
     "The merge's I/O without its checks: read each shard file whole, write its bytes after the other's, fsync."
     with open(destination, "wb") as output:
@@ -154,12 +163,23 @@ def main() -> int:
               f"{len(shards)} shards; extraction to unmerged shards {seconds:.1f} s")
         sources = [large.shard_path(shard) / "features.npy" for shard in shards]
         plain, _ = best_time(lambda: concatenate_plain(sources, work / "plain.npy"), args.repeats)
+        shards_disk = disk_bytes(large.shards_dir)
+        copied_disk = disk_bytes(large.shards_dir) + (work / "plain.npy").stat().st_blocks * 512
         (work / "plain.npy").unlink()
+        samples = []
         started = time.perf_counter()
-        consolidate(large)
+        consolidate(large, on_event=lambda event, info: samples.append(disk_bytes(large.shards_dir, large.merge_dir)))
         merged = time.perf_counter() - started
         print(f"merge with checks (consolidate): {merged:.2f} s; plain concatenation of the same shard files: "
               f"{plain:.2f} s; ratio {merged / plain:.2f}")
+        entry_bytes, shard_bytes = disk_bytes(large.data_dir), shards_disk / len(shards)
+        extra, copy_extra = max(samples) - shards_disk, copied_disk - shards_disk
+        print(f"disk beyond the shards ({shards_disk / 2**20:.0f} MiB) while merging, peak of {len(samples)} samples: "
+              f"{extra / 2**20:.1f} MiB = {extra / entry_bytes:.3f} of the entry ({extra / shard_bytes:.2f} shards); "
+              f"copying the shards first (the previous design): {copy_extra / 2**20:.0f} MiB = "
+              f"{copy_extra / entry_bytes:.3f} of the entry")
+        if extra >= 2 * shard_bytes:
+            failures.append(f"the merge needed {extra / shard_bytes:.2f} shards of disk beyond the shards, not under 2")
 
         size = large.size_bytes if large.complete else 0
         opened, entry = best_time(lambda: FeatureCache(large.path.parent).open(large.key), args.repeats)

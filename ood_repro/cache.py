@@ -8,6 +8,7 @@ __all__ = ['CACHE_FORMAT', 'VERIFY_CONTENT_BYTES', 'TEMP_PREFIX', 'IncompleteEnt
            'extract', 'verify_cache']
 
 # %% ../nbs/03_cache.ipynb #05097486
+import fcntl
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import re
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -126,17 +128,26 @@ def _save_json(path: Path, content: dict) -> None:
 
 
 def _commit_dir(temp: Path, destination: Path) -> bool:
-    "Rename the finished directory `temp` to `destination`; False (and `temp` removed) if another process did first."
+    "Rename the finished directory `temp` to `destination`; False if another process did first (`temp` is then left as is)."
     fsync_folder(temp)
     try:
         os.replace(temp, destination)
     except OSError:
         if not destination.exists():
             raise
-        shutil.rmtree(temp, ignore_errors=True)
         return False
     fsync_folder(destination.parent)
     return True
+
+
+def _remove_dir(path: Path, trash_folder: Path) -> None:
+    "Delete the folder `path`, renamed first into a temporary of `trash_folder` so that it is never seen half-deleted."
+    trash = temporary_path(trash_folder)
+    try:
+        os.replace(path, trash)
+    except FileNotFoundError:  # another process removed it first
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
 # %% ../nbs/03_cache.ipynb #ff2f09cc
 class IncompleteEntryError(RuntimeError):
@@ -180,6 +191,11 @@ def _read_json(path: Path, what: str, entry: "CacheEntry") -> dict:
     return content
 
 
+def _json_problem(error: CorruptEntryError, path: Path, entry: "CacheEntry") -> str:
+    "What `_read_json` found wrong with the record `path`: its message without the path and the advice to remove the entry."
+    return str(error).split(f"{path} ", 1)[-1].replace(entry.remedy(), "").strip()
+
+
 def _file_problem(path: Path, name: str, spec: dict) -> Damage | None:
     "Whole-file damage of a consolidated file (missing, wrong size, wrong header: a stat and a 128-byte read), or None."
     try:
@@ -208,6 +224,14 @@ def _range_damage(ranges: list, shard_list: list) -> list:
             found.append(Damage(name, shard, f"the bytes of shard {shard} (items {items['start']}..{items['stop'] - 1}) "
                                              "do not match their checksum"))
     return found
+
+
+def _numbered(folder: Path) -> list:
+    "The numbers that name the entries of `folder` (shard folders, merge marks), sorted; none if `folder` is gone."
+    try:
+        return sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit())
+    except FileNotFoundError:
+        return []
 
 
 def _file_damage(path: Path, name: str, spec: dict, shards, shard_list: list) -> list:
@@ -252,6 +276,16 @@ class CacheEntry:
     def shard_path(self, shard: int) -> Path:
         return self.shards_dir / f"{shard:06d}"
 
+    @property
+    def merge_dir(self) -> Path:
+        "`merging/`: a consolidation under way (its layout, the marks of merged shards, the growing arrays)."
+        return self.path / "merging"
+
+    @property
+    def lock_path(self) -> Path:
+        "`merge.lock`: the file whose lock one process at a time holds while it consolidates the entry."
+        return self.path / "merge.lock"
+
     def remedy(self) -> str:
         "What to do about an entry that cannot be repaired in place (its manifest or plan is damaged)."
         return (f"Delete the entry (FeatureCache({str(self.path.parent)!r}).remove({self.key!r}) or `rm -r {self.path}`) "
@@ -285,11 +319,15 @@ class CacheEntry:
         "What is extracted: key parts, dataset length, shard size and count (written before the first shard)."
         return _read_json(self.plan_path, "plan", self)
 
+    def merged_shards(self) -> list:
+        "The shards that a consolidation under way has written into its arrays (their shard folders are then removed)."
+        return _numbered(self.merge_dir / "merged")
+
     def finished_shards(self) -> list:
-        "The numbers of the shards written so far (a shard directory only ever appears complete)."
-        if not self.shards_dir.is_dir():
-            return []
-        return sorted(int(path.name) for path in self.shards_dir.iterdir() if path.name.isdigit())
+        "The shards computed so far: a folder in `shards/` (it only ever appears complete) or merged already."
+        # shards/ first: a shard is marked merged before its folder goes, so it is always in one of the two listings
+        in_folders = _numbered(self.shards_dir)
+        return sorted(set(in_folders) | set(self.merged_shards()))
 
     def incomplete_message(self) -> str:
         try:
@@ -351,7 +389,7 @@ class CacheEntry:
 
     def fix_hint(self, found: list) -> str:
         "What repairs the Damage `found`: the extraction again; for a damaged manifest or plan, removing the entry first."
-        if any(item.file in ("data/manifest.json", "plan.json") for item in found):
+        if any(item.file in ("data/manifest.json", "plan.json", "merging/merge.json") for item in found):
             return self.remedy()
         return self.repair_hint()
 
@@ -373,11 +411,18 @@ class CacheEntry:
         "Read every byte of the entry (or of its finished shards) and check it against its checksums; the Damage found."
         if not self.complete:
             found = []
-            for shard in self.finished_shards():
+            for shard in _numbered(self.shards_dir):
                 try:
                     found += _shard_damage(self, shard, content=True)
-                except FileNotFoundError:  # consolidated and removed meanwhile by another process
+                except FileNotFoundError:  # merged and removed meanwhile by another process
                     pass
+            layout_path = self.merge_dir / "merge.json"
+            try:
+                found += _merged_damage(self, _read_json(layout_path, "merge layout", self))
+            except FileNotFoundError:  # no consolidation under way, or it has just finished
+                pass
+            except CorruptEntryError as error:  # the checksums of the merged shards are lost with it
+                found.append(Damage("merging/merge.json", None, _json_problem(error, layout_path, self)))
             return found
         found = self.damage(content=True)
         # remembered, so that opening the entry fails and extract repairs it even above VERIFY_CONTENT_BYTES
@@ -635,8 +680,10 @@ class _ShardBuffer:
 # %% ../nbs/03_cache.ipynb #6bfd81ba
 def _write_shard(entry: CacheEntry, buffer: _ShardBuffer) -> str:
     "Write one shard into a temporary directory and rename it into `shards/`: 'written', 'exists' or 'gone'."
-    # 'exists': another process wrote this shard first; 'gone': `shards/` was removed because another process
-    # finished the entry (or its repair), so this shard is no longer needed
+    # 'exists': another process wrote this shard first, or has merged it already; 'gone': `shards/` was removed
+    # because another process finished the entry (or its repair), so this shard is no longer needed
+    if buffer.shard in entry.merged_shards():
+        return "exists"
     temp = _new_temp_dir(entry.path)
     try:
         files = {filename: _save_array(temp / filename, array) for filename, array in buffer.files().items()}
@@ -669,8 +716,7 @@ def _shard_record(entry: CacheEntry, shard: int) -> dict:
             raise
         raise _ShardDamage(Damage(f"shards/{shard:06d}/shard.json", shard, "is missing")) from None
     except CorruptEntryError as error:  # its reason, without the advice to delete the whole entry
-        reason = str(error).split(f"{path} ", 1)[-1].replace(entry.remedy(), "").strip()
-        raise _ShardDamage(Damage(f"shards/{shard:06d}/shard.json", shard, reason)) from None
+        raise _ShardDamage(Damage(f"shards/{shard:06d}/shard.json", shard, _json_problem(error, path, entry))) from None
     if record.get("shard") != shard or not isinstance(record.get("files"), dict):
         raise _ShardDamage(Damage(f"shards/{shard:06d}/shard.json", shard, "describes another shard or lists no files"))
     return record
@@ -719,13 +765,8 @@ def _shard_damage(entry: CacheEntry, shard: int, content: bool = True) -> list:
 
 
 def _discard_shard(entry: CacheEntry, shard: int) -> None:
-    "Remove a damaged shard (renamed away first, so that no half-deleted shard is ever visible): it is then computed again."
-    trash = temporary_path(entry.path)
-    try:
-        os.replace(entry.shard_path(shard), trash)
-    except FileNotFoundError:  # another process removed it first
-        return
-    shutil.rmtree(trash, ignore_errors=True)
+    "Remove a shard, damaged or merged (renamed away first, so that no half-deleted shard is ever visible)."
+    _remove_dir(entry.shard_path(shard), entry.path)
 
 # %% ../nbs/03_cache.ipynb #8a9dd331
 class _DamagedShards(CorruptEntryError):
@@ -763,11 +804,12 @@ def _piece(array: np.ndarray | None, part: str, first: bool, base: int) -> np.nd
     return _array_bytes(np.concatenate(values)) if values else np.zeros(0, np.uint8)
 
 
-def _write_part(entry: CacheEntry, records: list, destination: Path, filename: str, part: str, spec: dict,
-                bases: list, found: list) -> dict:
-    "Write one consolidated file from the shards' files, in shard order; return its checksums (damage goes to `found`)."
+def _file_layout(entry: CacheEntry, records: list, filename: str, part: str, spec: dict, bases: list,
+                 found: list) -> dict:
+    "Where each shard's bytes go in one consolidated file, and their checksums: dtype, shape, size, header, ranges."
     dtype, row_shape = ("int64", []) if part == "offsets" else (spec["dtype"], spec["row_shape"])
-    rows = []
+    row_bytes = math.prod(row_shape) * np.dtype(dtype).itemsize
+    rows, digests = [], []
     for index, record in enumerate(records):
         info = record["files"].get(filename)
         if info is not None and (info["dtype"] != dtype or info["shape"][1:] != row_shape):
@@ -775,41 +817,24 @@ def _write_part(entry: CacheEntry, records: list, destination: Path, filename: s
                                     f"of shape {info['shape'][1:]}, not {dtype} rows of shape {row_shape}. {entry.remedy()}")
         length = 0 if info is None else info["shape"][0]
         rows.append(max(length - 1, 0) + (index == 0) if part == "offsets" else length)
-    header = _npy_header(dtype, [sum(rows), *row_shape])
-    ranges = []
-    with open(destination, "wb") as output:
-        output.write(header)
-        position = len(header)
-        for index, record in enumerate(records):
+        if part == "offsets":  # shifted, so their checksum is of new bytes: the file is read (8 bytes per item)
             try:
-                array = _shard_array(entry, record["shard"], record, filename)  # size, header and data checked
+                array = _shard_array(entry, record["shard"], record, filename)
             except _ShardDamage as error:
                 found.append(error.damage)
-                continue
-            piece = _piece(array, part, index == 0, bases[index] if part == "offsets" else 0)
-            # the data checksum of a dense or flat shard file is already the checksum of its range
-            digest = _sha256(piece) if part == "offsets" or array is None else record["files"][filename]["data_sha256"]
-            output.write(piece)
-            ranges.append([position, position + piece.nbytes, digest])
-            position += piece.nbytes
-        output.flush()
-        os.fsync(output.fileno())
-    return {"dtype": dtype, "shape": [sum(rows), *row_shape], "size": position, "header": header.hex(), "ranges": ranges}
+                array = None
+            digests.append(_sha256(_piece(array, part, index == 0, bases[index])))
+        else:  # the data checksum of a dense or flat shard file is already the checksum of its range
+            digests.append(_sha256(b"") if info is None else info["data_sha256"])
+    header = _npy_header(dtype, [sum(rows), *row_shape])
+    stops = (len(header) + np.cumsum(rows, dtype=np.int64) * row_bytes).tolist()
+    starts = [len(header), *stops[:-1]]
+    return {"dtype": dtype, "shape": [sum(rows), *row_shape], "size": stops[-1],
+            "header": header.hex(), "ranges": [[start, stop, digest] for start, stop, digest in zip(starts, stops, digests)]}
 
 
-def _remove_shards(entry: CacheEntry) -> None:
-    "Delete `shards/` of a complete entry (rename first, so that a crash cannot leave it half-deleted in place)."
-    if not entry.shards_dir.exists():
-        return
-    trash = temporary_path(entry.path)
-    try:
-        os.replace(entry.shards_dir, trash)
-    except FileNotFoundError:  # another process removed it first
-        return
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _write_consolidated(entry: CacheEntry, plan: dict, on_event: Callable | None) -> None:
+def _merge_layout(entry: CacheEntry, plan: dict) -> dict:
+    "What consolidation writes, known before it writes: the manifest but for its completion time and versions."
     records, found = [], []
     for shard in range(plan["n_shards"]):
         try:
@@ -829,59 +854,73 @@ def _write_consolidated(entry: CacheEntry, plan: dict, on_event: Callable | None
             raise CorruptEntryError(f"Shard {record['shard']} of {entry.path} has the outputs {sorted(record['arrays'])}, "
                                     f"other shards {sorted(specs)}. {entry.remedy()}")
     count = sum(record["count"] for record in records)
-    temp = _new_temp_dir(entry.path)
-    try:
-        arrays, files = {}, {}
-        for name, spec in specs.items():
-            bases = None
-            if spec["kind"] == "ragged":
-                flat_rows = [record["files"].get(f"{name}.flat.npy", {"shape": [0]})["shape"][0] for record in records]
-                bases = [0, *np.cumsum(flat_rows).tolist()]
-            for filename, part in _parts(name, spec):
-                files[filename] = _write_part(entry, records, temp / filename, filename, part, spec, bases, found)
-            if spec["kind"] == "dense":
-                arrays[name] = {"kind": "dense", "dtype": spec["dtype"], "shape": [count, *spec["row_shape"]],
-                                "files": [f"{name}.npy"]}
-            else:
-                arrays[name] = {"kind": "ragged", "dtype": spec["dtype"], "row_shape": spec["row_shape"],
-                                "flat_shape": [bases[-1], *spec["row_shape"]], "flat_starts": bases,
-                                "files": [f"{name}.flat.npy", f"{name}.offsets.npy"]}
-        if found:
-            _reject_shards(entry, found)
-        for name, spec in arrays.items():
-            dense = spec["kind"] == "dense"
-            rows = files[f"{name}.npy"]["shape"][0] if dense else files[f"{name}.offsets.npy"]["shape"][0] - 1
-            if rows != count:
-                raise CorruptEntryError(f"The shards of {entry.path} hold {rows} rows of {name!r}, not {count}. "
-                                        f"{entry.remedy()}")
-        skipped = [item for record in records for item in record["skipped"]]
-        manifest = {"format": CACHE_FORMAT, "key": entry.key, "parts": plan["parts"], "info": plan.get("info", {}),
-                    "n_items": plan["n_items"], "count": count, "n_skipped": len(skipped), "skipped": skipped,
-                    "shard_size": plan["shard_size"],
-                    "shards": [{"shard": r["shard"], "start": r["start"], "stop": r["stop"], "count": r["count"],
-                                "n_skipped": len(r["skipped"])} for r in records],
-                    "arrays": arrays, "files": files, "created": plan["created"],
-                    "completed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "versions": {"ood_repro": __version__, "numpy": np.__version__, "torch": torch.__version__}}
-        _save_json(temp / "manifest.json", manifest)
-        if on_event is not None:
-            on_event("consolidating", {"temp_dir": str(temp)})
-        if not _commit_dir(temp, entry.data_dir) and not entry.complete:
-            raise CorruptEntryError(f"{entry.data_dir} exists without a manifest. {entry.remedy()}")
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    arrays, files = {}, {}
+    for name, spec in specs.items():
+        bases = None
+        if spec["kind"] == "ragged":
+            flat_rows = [record["files"].get(f"{name}.flat.npy", {"shape": [0]})["shape"][0] for record in records]
+            bases = [0, *np.cumsum(flat_rows).tolist()]
+        for filename, part in _parts(name, spec):
+            files[filename] = _file_layout(entry, records, filename, part, spec, bases, found)
+        if spec["kind"] == "dense":
+            arrays[name] = {"kind": "dense", "dtype": spec["dtype"], "shape": [count, *spec["row_shape"]],
+                            "files": [f"{name}.npy"]}
+        else:
+            arrays[name] = {"kind": "ragged", "dtype": spec["dtype"], "row_shape": spec["row_shape"],
+                            "flat_shape": [bases[-1], *spec["row_shape"]], "flat_starts": bases,
+                            "files": [f"{name}.flat.npy", f"{name}.offsets.npy"]}
+    if found:
+        _reject_shards(entry, found)
+    for name, spec in arrays.items():
+        dense = spec["kind"] == "dense"
+        rows = files[f"{name}.npy"]["shape"][0] if dense else files[f"{name}.offsets.npy"]["shape"][0] - 1
+        if rows != count:
+            raise CorruptEntryError(f"The shards of {entry.path} hold {rows} rows of {name!r}, not {count}. "
+                                    f"{entry.remedy()}")
+    skipped = [item for record in records for item in record["skipped"]]
+    return {"format": CACHE_FORMAT, "key": entry.key, "parts": plan["parts"], "info": plan.get("info", {}),
+            "n_items": plan["n_items"], "count": count, "n_skipped": len(skipped), "skipped": skipped,
+            "shard_size": plan["shard_size"],
+            "shards": [{"shard": r["shard"], "start": r["start"], "stop": r["stop"], "count": r["count"],
+                        "n_skipped": len(r["skipped"])} for r in records],
+            "arrays": arrays, "files": files, "created": plan["created"]}
 
-# %% ../nbs/03_cache.ipynb #4d2346ff
-def _restore_file(path: Path, spec: dict) -> None:
-    "Give a damaged consolidated file its recorded size and header back; its checksums then tell which shards to recompute."
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if os.fstat(descriptor).st_size != spec["size"]:
-            os.ftruncate(descriptor, spec["size"])
-        os.pwrite(descriptor, bytes.fromhex(spec["header"]), 0)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+# %% ../nbs/03_cache.ipynb #3b90a779
+def _shard_pieces(entry: CacheEntry, shard: int, layout: dict) -> dict:
+    "{file: (bytes, sha256)} a finished shard gives the files of `layout` (a manifest), checked against both."
+    record = _shard_record(entry, shard)
+    pieces = {}
+    for name, spec in layout["arrays"].items():
+        for filename, part in _parts(name, spec):
+            array = _shard_array(entry, shard, record, filename)  # size, header and data checked
+            piece = _piece(array, part, shard == 0, spec["flat_starts"][shard] if part == "offsets" else 0)
+            # the data checksum of a dense or flat shard file is already the checksum of its range
+            digest = _sha256(piece) if part == "offsets" or array is None else record["files"][filename]["data_sha256"]
+            pieces[filename] = (piece, digest)
+    expected, files = layout["shards"][shard], layout["files"]
+    skipped = [item for item in layout["skipped"] if expected["start"] <= item["index"] < expected["stop"]]
+    same_sizes = all(piece.nbytes == files[filename]["ranges"][shard][1] - files[filename]["ranges"][shard][0]
+                     for filename, (piece, _) in pieces.items())
+    if record["count"] != expected["count"] or record["skipped"] != skipped or not same_sizes:
+        raise CorruptEntryError(f"Shard {shard} of cache entry {entry.path}, computed again, holds {record['count']} "
+                                f"items ({len(record['skipped'])} skipped) or records of other lengths than the "
+                                f"entry's {expected['count']} ({expected['n_skipped']} skipped): the extractor or "
+                                f"the dataset no longer gives what made the entry, which cannot be repaired in "
+                                f"place. {entry.remedy()}")
+    return pieces
+
+
+def _adopt_digests(entry: CacheEntry, layout: dict, shard: int, pieces: dict) -> bool:
+    "Give `layout` the checksums of a recomputed shard where they differ from its first computation's; whether any did."
+    files = layout["files"]
+    if all(digest == files[filename]["ranges"][shard][2] for filename, (_, digest) in pieces.items()):
+        return False
+    warnings.warn(f"Shard {shard} of {entry.path}, computed again, differs from its first computation (the "
+                  "extractor is not bit-reproducible, e.g. on a GPU): the entry now holds the new values of this "
+                  "shard, in every array.")
+    for filename, (_, digest) in pieces.items():
+        files[filename]["ranges"][shard][2] = digest
+    return True
 
 
 def _write_range(path: Path, start: int, piece: np.ndarray) -> None:
@@ -891,6 +930,37 @@ def _write_range(path: Path, start: int, piece: np.ndarray) -> None:
         view, written = memoryview(piece), 0
         while written < len(view):
             written += os.pwrite(descriptor, view[written:], start + written)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_pieces(folder: Path, layout: dict, shard: int, pieces: dict) -> None:
+    "Write a shard's pieces at their ranges of the consolidated files in `folder`, each flushed to disk."
+    for filename, (piece, _) in pieces.items():
+        _write_range(folder / filename, layout["files"][filename]["ranges"][shard][0], piece)
+
+
+def _merged_damage(entry: CacheEntry, layout: dict) -> list:
+    "The Damage of the shards a consolidation under way has merged: their ranges in `merging/data/` hashed."
+    merged, folder = entry.merged_shards(), entry.merge_dir / "data"
+    found, ranges = [], []
+    for filename, spec in layout["files"].items():
+        path, name = folder / filename, f"merging/data/{filename}"
+        if path.is_file():
+            ranges += [(path, name, spec, shard) for shard in merged]
+        else:
+            found += [Damage(name, shard, "is missing") for shard in merged]
+    return found + _range_damage(ranges, layout["shards"])
+
+# %% ../nbs/03_cache.ipynb #4d2346ff
+def _restore_file(path: Path, spec: dict) -> None:
+    "Give a damaged consolidated file its recorded size and header back; its checksums then tell which shards to recompute."
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(descriptor).st_size != spec["size"]:
+            os.ftruncate(descriptor, spec["size"])
+        os.pwrite(descriptor, bytes.fromhex(spec["header"]), 0)
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
@@ -918,51 +988,137 @@ def _damaged_shards(entry: CacheEntry, found: list) -> list:
 def _patch_entry(entry: CacheEntry, shards: list) -> None:
     "Write the recomputed `shards` (finished in `shards/`) over their ranges of the consolidated files."
     manifest = entry.manifest
-    files, found, changed = manifest["files"], [], False
+    found, changed = [], False
     for shard in shards:
         try:
-            record = _shard_record(entry, shard)
-            pieces = {}
-            for name, spec in manifest["arrays"].items():
-                for filename, part in _parts(name, spec):
-                    array = _shard_array(entry, shard, record, filename)
-                    base = spec["flat_starts"][shard] if part == "offsets" else 0
-                    pieces[filename] = _piece(array, part, shard == 0, base)
+            pieces = _shard_pieces(entry, shard, manifest)
         except _ShardDamage as error:
             found.append(error.damage)
             continue
-        expected = manifest["shards"][shard]
-        skipped = [item for item in manifest["skipped"] if expected["start"] <= item["index"] < expected["stop"]]
-        same_sizes = all(piece.nbytes == files[filename]["ranges"][shard][1] - files[filename]["ranges"][shard][0]
-                         for filename, piece in pieces.items())
-        if record["count"] != expected["count"] or record["skipped"] != skipped or not same_sizes:
-            raise CorruptEntryError(f"Shard {shard} of cache entry {entry.path}, computed again, holds {record['count']} "
-                                    f"items ({len(record['skipped'])} skipped) or records of other lengths than the "
-                                    f"entry's {expected['count']} ({expected['n_skipped']} skipped): the extractor or "
-                                    f"the dataset no longer gives what made the entry, which cannot be repaired in "
-                                    f"place. {entry.remedy()}")
-        digests = {filename: _sha256(piece) for filename, piece in pieces.items()}
-        if any(digest != files[filename]["ranges"][shard][2] for filename, digest in digests.items()):
-            warnings.warn(f"Shard {shard} of {entry.path}, computed again, differs from its first computation (the "
-                          "extractor is not bit-reproducible, e.g. on a GPU): the entry now holds the new values of this "
-                          "shard, in every array.")
-            changed = True
-            for filename, digest in digests.items():
-                files[filename]["ranges"][shard][2] = digest
-        for filename, piece in pieces.items():
-            _write_range(entry.data_dir / filename, files[filename]["ranges"][shard][0], piece)
+        changed = _adopt_digests(entry, manifest, shard, pieces) or changed
+        _write_pieces(entry.data_dir, manifest, shard, pieces)
     if changed:
         atomic_write(entry.manifest_path, lambda handle: handle.write(_json_record(manifest)))
         entry._manifest = None
     if found:
         _reject_shards(entry, found)
 
+# %% ../nbs/03_cache.ipynb #39c10b3d
+@contextmanager
+def _merge_lock(entry: CacheEntry):
+    "Hold the entry's merge lock (flock on `merge.lock`): others wait; the kernel frees it when its holder dies, even by SIGKILL."
+    descriptor = os.open(entry.lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # writable: NFS emulates flock by write locks
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            raise OSError(error.errno, f"Cannot lock {entry.lock_path} ({error.strerror}): consolidating a cache entry "
+                                       "needs file locks (flock), so that two processes never merge it at once. Put the "
+                                       "cache on a file system that has them (on Lustre, mount it with -o flock).") from error
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _start_file(path: Path, spec: dict) -> None:
+    "Create a consolidated file holding its .npy header only, flushed to disk: the shards' bytes are written after it."
+    with open(path, "wb") as file:
+        file.write(bytes.fromhex(spec["header"]))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _start_merge(entry: CacheEntry, layout: dict) -> None:
+    "Create `merging/` whole (a temporary renamed into place): the layout, no marks yet, each file holding its header."
+    temp = _new_temp_dir(entry.path)
+    try:
+        _save_json(temp / "merge.json", layout)
+        (temp / "merged").mkdir()
+        (temp / "data").mkdir()
+        for filename, spec in layout["files"].items():
+            _start_file(temp / "data" / filename, spec)
+        fsync_folder(temp / "data")
+        _commit_dir(temp, entry.merge_dir)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _check_merged(entry: CacheEntry, layout: dict) -> list:
+    "Check the shards an interrupted merge marked: the damaged are unmarked, the intact lose their folders; the lost returned."
+    found = _merged_damage(entry, layout)
+    for shard in sorted({item.shard for item in found}):
+        (entry.merge_dir / "merged" / f"{shard:06d}").unlink()
+    fsync_folder(entry.merge_dir / "merged")
+    for filename, spec in layout["files"].items():
+        if not (entry.merge_dir / "data" / filename).is_file():
+            _start_file(entry.merge_dir / "data" / filename, spec)
+    for shard in entry.merged_shards():  # intact: a kill between its mark and the removal of its folder left it
+        _discard_shard(entry, shard)
+    # a damaged shard whose folder is still there is merged again from it; the others have to be computed again
+    return [item for item in found if not entry.shard_path(item.shard).is_dir()]
+
+
+def _mark_merged(entry: CacheEntry, shard: int) -> None:
+    "Record, durably, that the bytes of `shard` are written and flushed in the merge's files: its folder may go."
+    mark = entry.merge_dir / "merged" / f"{shard:06d}"
+    mark.touch()
+    fsync_folder(mark.parent)
+
+
+def _merge(entry: CacheEntry, plan: dict, on_event: Callable | None) -> None:
+    "Move every shard into the files of `merging/` (started now, or resumed), then rename them to `data/` with the manifest."
+    if not entry.merge_dir.is_dir():
+        _start_merge(entry, _merge_layout(entry, plan))
+    layout = _read_json(entry.merge_dir / "merge.json", "merge layout", entry)
+    del layout["sha256"]  # the record's own checksum: the manifest gets its own
+    found = _check_merged(entry, layout)
+    lost = {item.shard for item in found}
+    merged, n_shards = set(entry.merged_shards()), len(layout["shards"])
+    if on_event is not None:
+        on_event("consolidating", {"n_shards": n_shards, "n_merged": len(merged)})
+    folder = entry.merge_dir / "data"
+    for shard in range(n_shards):
+        if shard in merged or shard in lost:
+            continue
+        try:
+            pieces = _shard_pieces(entry, shard, layout)
+        except _ShardDamage as error:
+            found.append(error.damage)
+            continue
+        if _adopt_digests(entry, layout, shard, pieces):  # a shard computed again: the mark vouches for the new checksums
+            atomic_write(entry.merge_dir / "merge.json", lambda handle: handle.write(_json_record(layout)))
+        _write_pieces(folder, layout, shard, pieces)
+        _mark_merged(entry, shard)
+        merged.add(shard)
+        if on_event is not None:
+            on_event("shard_merged", {"shard": shard, "n_merged": len(merged), "n_shards": n_shards})
+        _discard_shard(entry, shard)
+    if found:
+        _reject_shards(entry, found)
+    manifest = dict(layout, completed=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    versions={"ood_repro": __version__, "numpy": np.__version__, "torch": torch.__version__})
+    _save_json(folder / "manifest.json", manifest)
+    if on_event is not None:
+        on_event("committing", {"merge_dir": str(entry.merge_dir)})
+    if not _commit_dir(folder, entry.data_dir) and not entry.complete:
+        raise CorruptEntryError(f"{entry.data_dir} exists without a manifest. {entry.remedy()}")
+
 # %% ../nbs/03_cache.ipynb #aa0765a6
 def _finish_complete(entry: CacheEntry) -> None:
-    "Tidy a complete, intact entry: no damage marker, no temporary directory of a dead writer, no shards."
+    "Tidy a complete, intact entry: no damage marker, no temporary of a dead writer, no shards, merge or merge lock."
     _mark_damaged(entry, [])
     remove_stale_temporaries(entry.path)
-    _remove_shards(entry)
+    _remove_dir(entry.shards_dir, entry.path)
+    _remove_dir(entry.merge_dir, entry.path)
+    entry.lock_path.unlink(missing_ok=True)  # a complete entry is never merged again
+
+
+def _require_all_shards(entry: CacheEntry, plan: dict) -> None:
+    "IncompleteEntryError listing the shards that are neither in `shards/` nor merged yet, if any."
+    missing = sorted(set(range(plan["n_shards"])) - set(entry.finished_shards()))
+    if missing:
+        listed = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        raise IncompleteEntryError(f"{entry.incomplete_message()} Missing shards: {listed}.")
 
 
 def consolidate(entry: CacheEntry, *, on_event: Callable | None = None) -> CacheEntry:
@@ -972,7 +1128,7 @@ def consolidate(entry: CacheEntry, *, on_event: Callable | None = None) -> Cache
         found = [] if entry._checked else entry.damage()  # `extract` has just checked the entry it returned
         if found:
             shards = _damaged_shards(entry, found)
-            missing = sorted(set(shards) - set(entry.finished_shards()))
+            missing = sorted(set(shards) - set(_numbered(entry.shards_dir)))
             if missing:
                 raise CorruptEntryError(f"{entry.damage_message(found)} (Shards {missing} are not computed again yet.)")
             _patch_entry(entry, shards)
@@ -980,17 +1136,12 @@ def consolidate(entry: CacheEntry, *, on_event: Callable | None = None) -> Cache
         _finish_complete(entry)
         return entry
     plan = entry.plan
-    missing = sorted(set(range(plan["n_shards"])) - set(entry.finished_shards()))
-    if missing:
-        listed = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-        raise IncompleteEntryError(f"{entry.incomplete_message()} Missing shards: {listed}.")
-    try:
-        _write_consolidated(entry, plan, on_event)
-    except (FileNotFoundError, CorruptEntryError):
-        if entry.complete:  # another process consolidated meanwhile and removed the shards
-            return entry
-        raise
-    _remove_shards(entry)
+    _require_all_shards(entry, plan)
+    with _merge_lock(entry):
+        if not entry.complete:  # else another process merged the entry while this one waited for the lock
+            _require_all_shards(entry, plan)
+            _merge(entry, plan, on_event)
+    _finish_complete(entry)
     return entry
 
 # %% ../nbs/03_cache.ipynb #b000fb82
@@ -1056,6 +1207,7 @@ def _extract_shards(extractor, dataset, entry: CacheEntry, plan: dict, shards: l
     extractor = moved if moved is not None else extractor  # nn.Module.to returns the module; other objects may not
     if callable(getattr(extractor, "eval", None)):
         extractor.eval()
+    reads_labels = bool(getattr(extractor, "reads_labels", False))
     loader = DataLoader(dataset, batch_sampler=[indices for *_, indices in batch_plan], collate_fn=collate_items,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     files = getattr(dataset, "files", None)
@@ -1075,8 +1227,12 @@ def _extract_shards(extractor, dataset, entry: CacheEntry, plan: dict, shards: l
                     item["path"] = str(files[item["index"]])
                 buffer.skipped.append(item)
             if batch["images"] is not None:
+                images = batch["images"].to(device, non_blocking=True)
                 with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=autocast):
-                    outputs = extractor(batch["images"].to(device, non_blocking=True))
+                    if reads_labels:  # e.g. to keep what belongs to each image's ground-truth class
+                        outputs = extractor(images, labels=batch["labels"].to(device, non_blocking=True))
+                    else:
+                        outputs = extractor(images)
                 buffer.add(outputs, batch["labels"], batch["indices"])
             bar.update(len(expected))
             if expected[-1] == stop - 1:
@@ -1128,12 +1284,12 @@ def extract(extractor, dataset, cache: FeatureCache | None = None, *, batch_size
                 on_event("damaged", {"shards": shards, "damage": [str(item) for item in found]})
             manifest = entry.manifest
             entry.shards_dir.mkdir(exist_ok=True)
-            present = set(entry.finished_shards())
+            present = set(_numbered(entry.shards_dir))
             own = set(rank_shards(len(manifest["shards"]), rank, world_size))
             mine = [shard for shard in shards if shard in own and shard not in present]
             if mine:
                 _extract_shards(extractor, dataset, entry, manifest, mine, repairing=True, **run)
-            if not set(shards) <= set(entry.finished_shards()):
+            if not set(shards) <= set(_numbered(entry.shards_dir)):
                 if world_size > 1:
                     return entry  # other ranks compute the rest; consolidate(entry) after a barrier writes them in
                 continue  # another process finished the repair and removed the shards meanwhile
@@ -1146,7 +1302,7 @@ def extract(extractor, dataset, cache: FeatureCache | None = None, *, batch_size
         plan = _prepare_entry(entry, parts, n_items, shard_size, info)
         if entry.complete:
             continue  # another process consolidated meanwhile
-        for shard in entry.finished_shards():  # cheap checks (record, sizes, headers); bytes are checked when merging
+        for shard in _numbered(entry.shards_dir):  # cheap checks (record, sizes, headers); bytes are checked when merging
             try:
                 damage = _shard_damage(entry, shard, content=False)
             except FileNotFoundError:
@@ -1170,7 +1326,7 @@ def extract(extractor, dataset, cache: FeatureCache | None = None, *, batch_size
             consolidate(entry, on_event=on_event)
         except _DamagedShards as error:
             rejected.update(error.shards)
-        except FileNotFoundError:  # another process removed a shard (damaged) or consolidated meanwhile
+        except (FileNotFoundError, IncompleteEntryError):  # another process removed a shard (damaged) meanwhile
             pass
     raise RuntimeError(f"extract: the cache entry {entry.path} changed under this process {_MAX_ROUNDS} times (other "
                        "writers, or damage that comes back: check the disk). Run extract again.")
@@ -1185,6 +1341,5 @@ def verify_cache(cache: FeatureCache | None = None, keys: list | None = None) ->
         try:
             results[entry.key] = entry.verify()
         except CorruptEntryError as error:  # the manifest itself is damaged: nothing else can be checked
-            reason = str(error).split(f"{entry.manifest_path} ", 1)[-1].replace(entry.remedy(), "").strip()
-            results[entry.key] = [Damage("data/manifest.json", None, reason)]
+            results[entry.key] = [Damage("data/manifest.json", None, _json_problem(error, entry.manifest_path, entry))]
     return results
