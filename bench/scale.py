@@ -28,6 +28,11 @@ Stages, each as the library's runner calls it on ImageNet train:
   training (a small projector: its own size does not depend on N) read from the memory-mapped object tokens.
 
 Only measurements are printed; the script fails only if a stage crashes. Linux only (it reads /proc).
+
+Then, always, the estimate of the whole paper profile of both papers by stage (`ood_repro.resources`: disk at rest
+and at its peak, host memory, GPU hours), against the goals of one machine: 24 GPU-hours on one H100-class GPU,
+1 TB of disk, 64 GB of RAM. It says which stages do not fit and why, and lists every assumption it rests on
+(throughputs included, each with its source); `--estimate-only` prints only it.
 """
 import argparse
 import json
@@ -196,9 +201,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", help="where to write the arrays (default: a temporary folder)")
     parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--estimate-only", action="store_true", help="print only the paper profile's estimate")
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker, Path(args.data))
+        return 0
+    if args.estimate_only:
+        print_paper_profile()
         return 0
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
         rows = []
@@ -219,7 +228,54 @@ def main(argv=None) -> int:
                   f"{peaks[4 * base]['seconds']:.1f} s at 4N", flush=True)
     growing = [stage for stage, *_, ratio, _ in rows if ratio > 2]
     print(f"\n{len(growing)} of {len(rows)} stages grow with the dataset: {', '.join(growing) or 'none'}.")
+    print()
+    print_paper_profile()
     return 0
+
+
+GOAL_GPU_HOURS, GOAL_DISK, GOAL_RAM = 24, 10**12, 64 * 2**30  # the target: one H100-class GPU, 1 TB of disk, 64 GB
+
+
+def print_paper_profile() -> None:
+    "The paper profile of both papers by stage, from ood_repro.resources, against GOAL_*; which stages do not fit."
+    from ood_repro.cli import requirements
+    from ood_repro.resources import (ASSUMPTIONS, EXPERIMENT_WORK, by_stage, disk_needed, estimate,
+                                     experiment_parameters, format_bytes, input_bytes, profile_work)
+
+    table = estimate(profile_work({name: experiment_parameters(name) for name in EXPERIMENT_WORK}))
+    stages = by_stage(table)
+    print(f"The paper profile of both papers ({len(EXPERIMENT_WORK)} experiments, work they share counted once), by "
+          f"stage, against one H100-class GPU for {GOAL_GPU_HOURS} hours, {format_bytes(GOAL_DISK)} of disk and "
+          f"{GOAL_RAM / 2**30:.0f} GiB of RAM:")
+    width = max(len(name) for name in stages.index)
+    print(f"  {'stage':<{width}}  {'disk at rest':>12}  {'at its peak':>12}  {'host RAM':>9}  {'GPU hours':>9}  "
+          f"{'of the goal':>11}")
+    for name, row in stages.iterrows():
+        print(f"  {name:<{width}}  {format_bytes(row['disk']):>12}  {format_bytes(row['disk'] + row['peak_extra']):>12}  "
+              f"{format_bytes(row['ram']):>9}  {row['gpu_hours']:>9.2f}  {row['gpu_hours'] / GOAL_GPU_HOURS:>10.0%}")
+    total = stages.loc["total"]
+    inputs = input_bytes({dataset for name in EXPERIMENT_WORK for dataset in requirements(name)[0]})
+    disk = disk_needed(table) + inputs
+    print(f"\ndisk: {format_bytes(disk_needed(table))} written at the peak + {format_bytes(inputs)} of input "
+          f"datasets on the same disk = {format_bytes(disk)} of {format_bytes(GOAL_DISK)}: "
+          f"{'fits' if disk <= GOAL_DISK else 'does not fit'}.")
+    print(f"host RAM: {format_bytes(total['ram'])} at the most ({stages.drop('total')['ram'].idxmax()}) of "
+          f"{GOAL_RAM / 2**30:.0f} GiB: {'fits' if total['ram'] <= GOAL_RAM else 'does not fit'}, if every stage "
+          f"streams as estimated (the decomposition written shard by shard, KNN holding only its bank); the "
+          f"measurements above say which stages still grow with N.")
+    verdict = "fits" if total["gpu_hours"] <= GOAL_GPU_HOURS else (
+        f"does not fit, {total['gpu_hours'] - GOAL_GPU_HOURS:.1f} hours over")
+    print(f"GPU: {total['gpu_hours']:.1f} hours of {GOAL_GPU_HOURS}: {verdict}. Where they go (items of an hour or more):")
+    for name, row in stages.drop("total").sort_values("gpu_hours", ascending=False).iterrows():
+        items = table[(table["stage"] == name) & (table["gpu_hours"] >= 1)].sort_values("gpu_hours", ascending=False)
+        if len(items):
+            alone = "; over the goal on its own" if row["gpu_hours"] > GOAL_GPU_HOURS else ""
+            print(f"  {name}, {row['gpu_hours']:.1f} h{alone}: "
+                  + ", ".join(f"{item.what} ({item.images:,} images) {item.gpu_hours:.1f} h" for item in items.itertuples()))
+    print("\nAssumptions (ood_repro.resources.ASSUMPTIONS; a measured figure replaces one there):")
+    for name, record in ASSUMPTIONS.items():
+        value = f"{record.value:g}" if isinstance(record.value, (int, float)) else record.value
+        print(f"  {name} = {value} {record.unit}: {record.source}")
 
 
 if __name__ == "__main__":

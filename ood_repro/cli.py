@@ -7,9 +7,9 @@ __all__ = ['FIGURES', 'EXPERIMENT_BENCHMARKS', 'KINDS', 'PARAMETER_RULES', 'OPTI
            'requirements', 'Parameter', 'notebooks_dir', 'read_parameters', 'UsageError', 'ParameterError', 'Rule',
            'parse_value', 'accepted_kinds', 'check_parameter', 'check_relations', 'unknown_parameter', 'check_value',
            'notebook_file', 'injected_names', 'check_parameters', 'result_files', 'result_status', 'list_command',
-           'RunResult', 'executed_notebooks', 'run_command', 'extract_command', 'cache_verify_command', 'cache_command',
-           'Check', 'gpu_checks', 'weight_checks', 'dataset_checks', 'dependency_checks', 'corpus_checks', 'doctor',
-           'doctor_command', 'main']
+           'RunResult', 'executed_notebooks', 'paper_estimate', 'check_free_disk', 'run_command', 'extract_command',
+           'cache_verify_command', 'cache_command', 'Check', 'gpu_checks', 'weight_checks', 'dataset_checks',
+           'dependency_checks', 'corpus_checks', 'doctor', 'estimate_report', 'doctor_command', 'main']
 
 # %% ../nbs/18_cli.ipynb #9c6a25b1
 import argparse
@@ -494,6 +494,37 @@ def executed_notebooks(name: str, config: Config) -> dict:
     return {"ok": folder / f"{name}.ipynb", "running": folder / f"{name}.running.ipynb",
             "failed": folder / f"{name}.failed.ipynb"}
 
+# %% ../nbs/18_cli.ipynb #5c2d842b
+def paper_estimate(values: dict, nbs: Path, config: Config) -> tuple:
+    """(all, still to do): `ood_repro.resources.estimate` tables of the paper profile of the experiments of `values`
+    ({name: parameter values}, their notebooks in `nbs`), the second without what the cache at `config.cache_dir` holds."""
+    # imported here: the estimate reads the models' architectures (torch, timm, open_clip), seconds of start-up
+    from ood_repro.resources import estimate, experiment_parameters, pending, profile_work
+
+    work = profile_work({name: experiment_parameters(name, given, nbs) for name, given in values.items()})
+    return estimate(work), estimate(pending(work, config.cache_dir))
+
+# %% ../nbs/18_cli.ipynb #e02c854b
+def check_free_disk(values: dict, nbs: Path, config: Config, free_bytes: int | None = None) -> float:
+    """The bytes the paper profile of the experiments of `values` ({name: parameter values}) still needs at the cache;
+    UsageError when the disk there has fewer free (`free_bytes`: that number instead of the file system's)."""
+    from ood_repro.resources import disk_needed, format_bytes, free_disk
+
+    still = paper_estimate(values, nbs, config)[1]
+    needed = disk_needed(still)
+    free = free_disk(config.cache_dir) if free_bytes is None else free_bytes
+    if free < needed:
+        names = ", ".join(values)
+        raise UsageError(f"Not enough free disk for the paper profile of {names}: it still needs about "
+                         f"{format_bytes(needed)} at the cache directory {config.cache_dir} "
+                         f"({format_bytes(still['disk'].sum())} written, up to {format_bytes(still['peak_extra'].max())} "
+                         f"more while a stage runs; complete feature-cache entries left out), and "
+                         f"{format_bytes(free)} are free there. Free space, or point the cache at a larger disk "
+                         f"(`cache_dir:` in ood_repro.yml, or OOD_REPRO_CACHE); `ood-repro doctor"
+                         f"{' ' + names if len(values) == 1 else ''}` shows the estimate by stage, and "
+                         f"`--no-disk-check` runs it anyway.")
+    return needed
+
 # %% ../nbs/18_cli.ipynb #8a2ff3af
 def _plan_run(experiment: Experiment, overrides: list, nbs: Path, config_file, all_mode: bool) -> dict:
     "The checked parameters for one notebook; UsageError for anything that cannot run."
@@ -564,8 +595,22 @@ def _summary(results: list, config: Config, out) -> None:
           f"{counts['no notebook']} without a notebook", file=out)
 
 
+def _paper_runs(plans: dict, nbs: Path) -> dict:
+    "The plans of `plans` ({name: parameter values}) that run the paper profile and whose resources are estimated."
+    runs = {}
+    for name, values in plans.items():
+        declared = read_parameters(nbs / f"{name}.ipynb").get("profile")
+        if values.get("profile", declared.default if declared else None) == "paper":
+            runs[name] = values
+    if not runs:
+        return runs
+    from ood_repro.resources import EXPERIMENT_WORK  # imported here: it brings torch, which smoke runs never wait for
+
+    return {name: values for name, values in runs.items() if name in EXPERIMENT_WORK}
+
+
 def run_command(name, run_all: bool, overrides: list, profile, nbs: Path, config: Config, config_file,
-                out) -> int:
+                out, disk_check: bool = True, free_bytes: int | None = None) -> int:
     if bool(name) == bool(run_all):
         raise UsageError("Give either one experiment name (`ood-repro run tab1_tagood`) or --all.")
     overrides = list(overrides or [])
@@ -583,6 +628,9 @@ def run_command(name, run_all: bool, overrides: list, profile, nbs: Path, config
         for key, _ in overrides:
             if not any(key in read_parameters(nbs / f"{e}.ipynb") for e in plans):
                 raise UsageError(f"No experiment notebook has a parameter {key!r}.")
+    paper = _paper_runs(plans, nbs) if disk_check else {}
+    if paper:
+        check_free_disk(paper, nbs, config, free_bytes)
     progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     for experiment in experiments:
         if experiment.name in plans:
@@ -867,8 +915,30 @@ def doctor(config: Config, datasets=None) -> list:
     return (gpu_checks() + weight_checks(config) + dataset_checks(config, datasets) + dependency_checks()
             + corpus_checks(config))
 
+# %% ../nbs/18_cli.ipynb #0eb7a8de
+def estimate_report(names: list, nbs: Path, config: Config, free_bytes: int | None = None) -> list:
+    """`doctor`'s lines on the paper profile of experiments `names` (their defaults): the estimate by stage, what is
+    still to do, and the free disk at the cache (`free_bytes`: that number instead of the file system's)."""
+    from ood_repro.resources import disk_needed, format_bytes, free_disk, stage_lines
+
+    everything, still = paper_estimate({name: {} for name in names}, nbs, config)
+    free = free_disk(config.cache_dir) if free_bytes is None else free_bytes
+    needed = disk_needed(still)
+    verdict = "enough" if free >= needed else f"{format_bytes(needed - free)} short: a paper run stops (--no-disk-check)"
+    return [f"paper profile of {names[0]}:" if len(names) == 1 else
+            f"paper profile of all {len(names)} experiments (work they share counted once):",
+            *(f"  {line}" for line in stage_lines(everything)),
+            f"  disk at its peak {format_bytes(disk_needed(everything))}; still to do {format_bytes(needed)} "
+            f"({len(everything) - len(still)} complete feature-cache entries left out)",
+            f"  free disk at {config.cache_dir}: {format_bytes(free)}, {verdict}",
+            "  GPU hours from the assumed throughputs of ood_repro.resources.ASSUMPTIONS (timm's and diffusers' "
+            "published benchmarks, not this GPU)"]
+
 # %% ../nbs/18_cli.ipynb #0635d2f8
-def doctor_command(config: Config, out) -> int:
+def doctor_command(config: Config, out, name: str | None = None, nbs: Path | None = None,
+                   free_bytes: int | None = None) -> int:
+    nbs = notebooks_dir(nbs)
+    names = [_experiment(name, nbs).name] if name else [e.name for e in catalogue()]
     checks = doctor(config)
     width = max(len(check.name) for check in checks)
     for section in dict.fromkeys(check.section for check in checks):
@@ -880,6 +950,11 @@ def doctor_command(config: Config, out) -> int:
     missing = [check for check in checks if not check.ok]
     print(f"{len(checks) - len(missing)} of {len(checks)} checks ok; the smoke profile needs none of the "
           "missing weights or datasets.", file=out)
+    try:
+        report = estimate_report(names, nbs, config, free_bytes)
+    except ValueError as error:  # a notebook that cannot be read, or whose parameters the estimate does not know
+        report = [f"paper profile: no estimate ({error})"]
+    print("\n".join(report), file=out)
     return 0
 
 # %% ../nbs/18_cli.ipynb #4a717852
@@ -901,6 +976,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[],
                      help="set a notebook parameter (repeatable)")
     run.add_argument("--profile", choices=sorted(PROFILES), help="shorthand for -p profile PROFILE")
+    run.add_argument("--no-disk-check", action="store_true",
+                     help="run the paper profile even when the free disk at the cache is short of its estimate")
 
     extraction = commands.add_parser("extract", help="fill the feature cache for one model over one dataset")
     extraction.add_argument("--model", required=True, help="a backbone or RAM tagger of ood_repro.registry.MODELS")
@@ -919,7 +996,9 @@ def _parser() -> argparse.ArgumentParser:
     cache_parser = commands.add_parser("cache", help="what the feature cache holds; `cache verify` checks every byte")
     cache_parser.add_argument("action", nargs="?", choices=("list", "verify"), default="list")
     cache_parser.add_argument("keys", nargs="*", metavar="KEY", help="verify only these entries (key or key prefix)")
-    commands.add_parser("doctor", help="GPUs, weights, datasets and optional dependencies, and what is missing")
+    doctor_parser = commands.add_parser("doctor", help="GPUs, weights, datasets and optional dependencies, what is "
+                                        "missing, and the paper profile's disk, memory and GPU hours")
+    doctor_parser.add_argument("name", nargs="?", metavar="NAME", help="estimate this experiment only")
     return parser
 
 
@@ -949,7 +1028,7 @@ def main(argv: list | None = None) -> int:
             return list_command(args.names, args.markdown, nbs, config, out)
         if args.command == "run":
             return run_command(args.name, args.all, [tuple(pair) for pair in args.parameter], args.profile, nbs,
-                               config, args.config, out)
+                               config, args.config, out, disk_check=not args.no_disk_check)
         if args.command == "extract":
             return extract_command(args, config, out)
         if args.command == "cache" and args.action == "verify":
@@ -958,7 +1037,7 @@ def main(argv: list | None = None) -> int:
             if args.keys:
                 raise UsageError("Entry keys go with `ood-repro cache verify KEY ...`; `ood-repro cache` lists every entry.")
             return cache_command(config, out)
-        return doctor_command(config, out)
+        return doctor_command(config, out, args.name, nbs)
     except KeyboardInterrupt:
         print("ood-repro: interrupted", file=sys.stderr)
         return 130
