@@ -29,7 +29,7 @@ Stages, each as the library's runner calls it on ImageNet train:
 
 Only measurements are printed; the script fails only if a stage crashes. Linux only (it reads /proc).
 
-Then, always, the estimate of the whole paper profile of both papers by stage (`ood_repro.resources`: disk at rest
+Then, always, the estimate of the whole paper profile of both papers by stage (`ood_repro.costs`: disk at rest
 and at its peak, host memory, GPU hours), against the goals of one machine: 24 GPU-hours on one H100-class GPU,
 1 TB of disk, 64 GB of RAM. It says which stages do not fit and why, and lists every assumption it rests on
 (throughputs included, each with its source); `--estimate-only` prints only it.
@@ -237,9 +237,9 @@ GOAL_GPU_HOURS, GOAL_DISK, GOAL_RAM = 24, 10**12, 64 * 2**30  # the target: one 
 
 
 def print_paper_profile() -> None:
-    "The paper profile of both papers by stage, from ood_repro.resources, against GOAL_*; which stages do not fit."
+    "The paper profile of both papers by stage, from ood_repro.costs, against GOAL_*; which stages do not fit."
     from ood_repro.cli import requirements
-    from ood_repro.resources import (ASSUMPTIONS, EXPERIMENT_WORK, by_stage, disk_needed, estimate,
+    from ood_repro.costs import (ASSUMPTIONS, EXPERIMENT_WORK, by_stage, disk_needed, estimate,
                                      experiment_parameters, format_bytes, input_bytes, profile_work)
 
     table = estimate(profile_work({name: experiment_parameters(name) for name in EXPERIMENT_WORK}))
@@ -272,7 +272,7 @@ def print_paper_profile() -> None:
             alone = "; over the goal on its own" if row["gpu_hours"] > GOAL_GPU_HOURS else ""
             print(f"  {name}, {row['gpu_hours']:.1f} h{alone}: "
                   + ", ".join(f"{item.what} ({item.images:,} images) {item.gpu_hours:.1f} h" for item in items.itertuples()))
-    print("\nAssumptions (ood_repro.resources.ASSUMPTIONS; a measured figure replaces one there):")
+    print("\nAssumptions (ood_repro.costs.ASSUMPTIONS; a measured figure replaces one there):")
     for name, record in ASSUMPTIONS.items():
         value = f"{record.value:g}" if isinstance(record.value, (int, float)) else record.value
         print(f"  {name} = {value} {record.unit}: {record.source}")

@@ -496,10 +496,10 @@ def executed_notebooks(name: str, config: Config) -> dict:
 
 # %% ../nbs/18_cli.ipynb #5c2d842b
 def paper_estimate(values: dict, nbs: Path, config: Config) -> tuple:
-    """(all, still to do): `ood_repro.resources.estimate` tables of the paper profile of the experiments of `values`
+    """(all, still to do): `ood_repro.costs.estimate` tables of the paper profile of the experiments of `values`
     ({name: parameter values}, their notebooks in `nbs`), the second without what the cache at `config.cache_dir` holds."""
     # imported here: the estimate reads the models' architectures (torch, timm, open_clip), seconds of start-up
-    from ood_repro.resources import estimate, experiment_parameters, pending, profile_work
+    from ood_repro.costs import estimate, experiment_parameters, pending, profile_work
 
     work = profile_work({name: experiment_parameters(name, given, nbs) for name, given in values.items()})
     return estimate(work), estimate(pending(work, config.cache_dir))
@@ -508,7 +508,7 @@ def paper_estimate(values: dict, nbs: Path, config: Config) -> tuple:
 def check_free_disk(values: dict, nbs: Path, config: Config, free_bytes: int | None = None) -> float:
     """The bytes the paper profile of the experiments of `values` ({name: parameter values}) still needs at the cache;
     UsageError when the disk there has fewer free (`free_bytes`: that number instead of the file system's)."""
-    from ood_repro.resources import disk_needed, format_bytes, free_disk
+    from ood_repro.costs import disk_needed, format_bytes, free_disk
 
     still = paper_estimate(values, nbs, config)[1]
     needed = disk_needed(still)
@@ -604,7 +604,7 @@ def _paper_runs(plans: dict, nbs: Path) -> dict:
             runs[name] = values
     if not runs:
         return runs
-    from ood_repro.resources import EXPERIMENT_WORK  # imported here: it brings torch, which smoke runs never wait for
+    from ood_repro.costs import EXPERIMENT_WORK  # imported here: it brings torch, which smoke runs never wait for
 
     return {name: values for name, values in runs.items() if name in EXPERIMENT_WORK}
 
@@ -919,7 +919,7 @@ def doctor(config: Config, datasets=None) -> list:
 def estimate_report(names: list, nbs: Path, config: Config, free_bytes: int | None = None) -> list:
     """`doctor`'s lines on the paper profile of experiments `names` (their defaults): the estimate by stage, what is
     still to do, and the free disk at the cache (`free_bytes`: that number instead of the file system's)."""
-    from ood_repro.resources import disk_needed, format_bytes, free_disk, stage_lines
+    from ood_repro.costs import disk_needed, format_bytes, free_disk, stage_lines
 
     everything, still = paper_estimate({name: {} for name in names}, nbs, config)
     free = free_disk(config.cache_dir) if free_bytes is None else free_bytes
@@ -931,7 +931,7 @@ def estimate_report(names: list, nbs: Path, config: Config, free_bytes: int | No
             f"  disk at its peak {format_bytes(disk_needed(everything))}; still to do {format_bytes(needed)} "
             f"({len(everything) - len(still)} complete feature-cache entries left out)",
             f"  free disk at {config.cache_dir}: {format_bytes(free)}, {verdict}",
-            "  GPU hours from the assumed throughputs of ood_repro.resources.ASSUMPTIONS (timm's and diffusers' "
+            "  GPU hours from the assumed throughputs of ood_repro.costs.ASSUMPTIONS (timm's and diffusers' "
             "published benchmarks, not this GPU)"]
 
 # %% ../nbs/18_cli.ipynb #0635d2f8
