@@ -261,8 +261,8 @@ def print_paper_profile() -> None:
           f"{'fits' if disk <= GOAL_DISK else 'does not fit'}.")
     print(f"host RAM: {format_bytes(total['ram'])} at the most ({stages.drop('total')['ram'].idxmax()}) of "
           f"{GOAL_RAM / 2**30:.0f} GiB: {'fits' if total['ram'] <= GOAL_RAM else 'does not fit'}, if every stage "
-          f"streams as estimated (the decomposition written shard by shard, KNN holding only its bank); the "
-          f"measurements above say which stages still grow with N.")
+          f"streams as estimated (TagOOD's decomposition written block by block, KNN streaming its bank); the "
+          f"measurements above say whether each stage does.")
     verdict = "fits" if total["gpu_hours"] <= GOAL_GPU_HOURS else (
         f"does not fit, {total['gpu_hours'] - GOAL_GPU_HOURS:.1f} hours over")
     print(f"GPU: {total['gpu_hours']:.1f} hours of {GOAL_GPU_HOURS}: {verdict}. Where they go (items of an hour or more):")

@@ -35,7 +35,7 @@ from .registry import BACKBONE_LIBRARIES, MODELS, get_model
 from .synood.finetune import SYNOOD_TRAINING, Projection
 from .synood.generate import TextToImageSettings
 from .synood.guidance import guidance_settings
-from .tagood import TagOODProjector, train_tagood, training_settings
+from .tagood import TagOODProjector, decompose, train_tagood, training_settings
 
 # %% ../nbs/04b_costs.ipynb #f1a6c447
 @dataclass(frozen=True)
@@ -415,12 +415,14 @@ def extraction_cost(item: Extraction, profile: str = "paper") -> Cost:
 
 # %% ../nbs/04b_costs.ipynb #de5a5064
 def decomposition_cost(item: TagOODDecomposition, profile: str = "paper") -> Cost:
-    "The Cost of TagOOD's decomposition of ImageNet train at one τ: its object tokens."
+    """The Cost of TagOOD's decomposition of ImageNet train at one τ: its object tokens, written block by block to the
+    runner's workspace for the fit that reads them and removed after it (`TagOOD.fit`): extra disk while it runs, none
+    at rest, one block of host memory."""
     storage_bytes = np.dtype(profile_settings(profile, "ram")["dtype"]).itemsize
     per_image = kept_token_fraction(item.tau) * REAL_CONFIG.num_tokens * REAL_CONFIG.embed_dim * storage_bytes
-    shard = min(SHARD_SIZE, item.images) * per_image
+    block = min(inspect.signature(decompose).parameters["batch_size"].default, item.images) * per_image
     what = f"object tokens at τ {item.tau:g}" + (", single tag" if item.single_tag else "")
-    return Cost("TagOOD decomposition", what, item.images, item.images * per_image, shard, shard, 0.0)
+    return Cost("TagOOD decomposition", what, item.images, 0.0, item.images * per_image, block, 0.0)
 
 # %% ../nbs/04b_costs.ipynb #33bd4045
 def _projector_options(profile: str) -> dict:
