@@ -75,9 +75,13 @@ ASSUMPTIONS = {
                                       "assumed, TagOOD reports no counts (linear between these τ): τ 0 keeps all but "
                                       "the maps' minimum, τ near 1 only their maximum; measure it as "
                                       "decompose(...).lengths.mean() / 145 on RAM's ImageNet outputs"),
-    "training_flops_per_second": Assumption(2.0e13, "FLOP/s", "assumed: TagOOD's projector trains in float32 (no "
-                                            "autocast, no TF32) on 512-wide matrices, about 30% of an H100's 67 "
-                                            "TFLOP/s FP32 peak (NVIDIA H100 SXM datasheet)"),
+    "training_flops_per_second/float32": Assumption(2.0e13, "FLOP/s", "assumed: TagOOD's projector trains in float32 "
+                                                    "(no autocast, no TF32) on 512-wide matrices, about 30% of an "
+                                                    "H100's 67 TFLOP/s FP32 peak (NVIDIA H100 SXM datasheet)"),
+    "training_flops_per_second/bfloat16": Assumption(1.0e14, "FLOP/s", "assumed: under bfloat16 autocast the "
+                                                     "projector's matrix products run on tensor cores, about 10% of an "
+                                                     "H100's 989 TFLOP/s dense BF16 peak (NVIDIA H100 SXM datasheet): "
+                                                     "small 512-wide layers and per-batch Python overhead keep it low"),
     "finetune_samples_per_second": Assumption(5.0e4, "samples/s", "assumed: SynOOD's fine-tuning steps on cached CLIP "
                                               "features in batches of 128, about 2.5 ms a step"),
     "unet_step_seconds": Assumption(1 / (3.04 * 16), "s/image/step", "diffusers docs/source/en/optimization/"
@@ -451,7 +455,9 @@ def training_cost(item: TagOODTraining, profile: str = "paper") -> Cost:
     flops = item.epochs * item.images * passes * 3 * 2 * macs
     artifact = (_parameter_count(TagOODProjector, **options) + options["num_classes"] * options["width"]) * 4
     batch = training_settings(profile)["batch_size"] * (options["max_tokens"] + 1) * options["input_dim"] * 4
-    return Cost("TagOOD training", what, item.images, artifact, artifact, batch, flops / assumed("training_flops_per_second"))
+    precision = "bfloat16" if training_settings(profile).get("amp") else "float32"
+    return Cost("TagOOD training", what, item.images, artifact, artifact, batch,
+                flops / assumed(f"training_flops_per_second/{precision}"))
 
 # %% ../nbs/04b_costs.ipynb #33e46bfe
 def generation_cost(item: Generation, profile: str = "paper") -> Cost:

@@ -664,12 +664,13 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
                  batch_size: int = 256, lr: float = 0.01, weight_decay: float = 5e-4, min_lr: float = 1e-5,
                  momentum: float = 0.999, ce_weight: float = 1.0, mse_weight: float = 0.1, num_patterns: int = 4,
                  duplicates: str = "last", separate_passes: bool = True, bucketing: bool = True, pool_batches: int = 50,
-                 model_options: dict | None = None, seed: int = 0, device: str = "cpu",
+                 model_options: dict | None = None, amp: bool = False, seed: int = 0, device: str = "cpu",
                  progress: bool = True) -> TrainedTagOOD:
     """Train TagOOD's projector with CE + MSE to EMA class centres on object-token records (the release's classifier_training_ema.py).
 
     records: a RaggedArray or sequence of (K_i, D) arrays, K_i ≥ 1; labels (N,) class indices; model_options:
-    TagOODProjector arguments (width, depth, heads, mlp_dim, dropout, max_tokens); see the notebook for the rest."""
+    TagOODProjector arguments (width, depth, heads, mlp_dim, dropout, max_tokens); amp: forward passes and losses under
+    bfloat16 autocast (weights, optimiser and centres stay float32); see the notebook for the rest."""
     labels = np.array(labels, dtype=np.int64)  # a writable copy: torch cannot wrap a read-only memory map
     lengths = record_lengths(records)
     if labels.shape != (len(lengths),) or len(labels) == 0:
@@ -690,7 +691,7 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
     settings = dict(options, epochs=epochs, schedule_epochs=schedule_epochs, batch_size=batch_size, lr=lr,
                     weight_decay=weight_decay, min_lr=min_lr, momentum=momentum, ce_weight=ce_weight, mse_weight=mse_weight,
                     num_patterns=num_patterns, duplicates=duplicates, separate_passes=separate_passes, bucketing=bucketing,
-                    pool_batches=pool_batches, seed=seed, device=str(device))
+                    pool_batches=pool_batches, amp=bool(amp), seed=seed, device=str(device))
     sampler = LengthBucketSampler(lengths, batch_size, bucketing=bucketing, pool_batches=pool_batches, seed=seed)
     label_tensor = torch.from_numpy(labels)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
@@ -710,11 +711,12 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
             for batch in sampler:
                 tokens, batch_lengths = pad_records(records, batch, device=device)
                 targets = label_tensor[batch].to(device)
-                features = model.features(tokens, batch_lengths)
-                mse = centres.mse(features, targets)
-                centres.update(features, targets)
-                logits = model(tokens, batch_lengths) if separate_passes else model.classifier(features)
-                loss, ce = tagood_loss(logits, targets, mse, ce_weight, mse_weight)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(amp)):
+                    features = model.features(tokens, batch_lengths).float()
+                    mse = centres.mse(features, targets)
+                    centres.update(features, targets)
+                    logits = (model(tokens, batch_lengths) if separate_passes else model.classifier(features)).float()
+                    loss, ce = tagood_loss(logits, targets, mse, ce_weight, mse_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
