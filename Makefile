@@ -21,7 +21,7 @@ BENCH_neglabel := --images 10000 --finetune-features 10000 --repeats 1
 BENCH_skipgrad := --steps 5 --repeats 2
 BENCH_cache := --gib 0.25 --repeats 1
 BENCH_negative_labels := --images 10000 --repeats 1
-BENCH_scale := --n 8192 --ram-n 64
+BENCH_scale := --n 8192 --ram-n 256
 else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
