@@ -858,7 +858,7 @@ def dataset_checks(config: Config, specs=None) -> list:
 
 # %% ../nbs/18_cli.ipynb #2ae77c0a
 OPTIONAL_DEPENDENCIES = [  # (module, distribution, what needs it)
-    ("faiss", "faiss-cpu", "KNN baseline at ImageNet scale (tab1_synood)"),
+    ("faiss", "faiss-cpu", "the reference search of KNN's tests and bench/baselines.py (the library streams its own)"),
     ("nltk", "nltk", "finding WordNet data fetched by nltk.download (NegLabel's corpus)"),
     ("diffusers", "diffusers", "SynOOD's image generation (tab1, tab3-5, fig3, fig4 of SynOOD)"),
     ("transformers", "transformers", "LLaVA context for SynOOD's generation"),

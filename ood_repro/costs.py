@@ -29,6 +29,7 @@ from .cache import FeatureCache, extract
 from .cli import EXPERIMENT_BENCHMARKS, notebooks_dir, read_parameters
 from .config import profile_settings
 from .data import BENCHMARKS, DATASETS, make_transform
+from .distance_baselines import CHUNK_ROWS, KNN
 from .pipeline import SYNTHETIC_SOURCES
 from .ram import IMAGENET_NUM_CLASSES, REAL_CONFIG, imagenet_class_tags
 from .registry import BACKBONE_LIBRARIES, MODELS, get_model
@@ -253,7 +254,7 @@ class SynOODFit:
 # %% ../nbs/04b_costs.ipynb #177dc115
 @dataclass(frozen=True)
 class KNNBank:
-    "KNN's bank: `rows` ImageNet-train features of `model`, held in memory by faiss while it fits and scores."
+    "KNN's bank: `rows` ImageNet-train features of `model`, which KNN reads from the cache block by block."
     model: str
     rows: int
 
@@ -496,9 +497,12 @@ def synood_fit_cost(item: SynOODFit, profile: str = "paper") -> Cost:
 
 # %% ../nbs/04b_costs.ipynb #b386a0a8
 def knn_cost(item: KNNBank, profile: str = "paper") -> Cost:
-    "The Cost of KNN's bank: its features in host memory."
-    return Cost("KNN bank", f"{item.model} ImageNet-train features", item.rows, 0.0, 0.0,
-                item.rows * output_widths(item.model)["features"] * 4, 0.0)
+    """The Cost of KNN's bank: `score` streams it from the cache in blocks of CHUNK_ROWS rows, against CHUNK_ROWS queries
+    at a time, keeping their k best similarities (ood_repro.distance_baselines.KNN): float32 blocks, whatever the rows."""
+    k = inspect.signature(KNN).parameters["k"].default
+    block = CHUNK_ROWS * output_widths(item.model)["features"] * 4
+    similarities = CHUNK_ROWS * (k + CHUNK_ROWS) * 4
+    return Cost("KNN bank", f"{item.model} ImageNet-train features", item.rows, 0.0, 0.0, 2 * block + 2 * similarities, 0.0)
 
 # %% ../nbs/04b_costs.ipynb #dfc0306b
 _COSTS = {Extraction: extraction_cost, TagOODDecomposition: decomposition_cost, TagOODTraining: training_cost,
