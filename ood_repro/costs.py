@@ -34,7 +34,7 @@ from .pipeline import SYNTHETIC_SOURCES
 from .ram import IMAGENET_NUM_CLASSES, REAL_CONFIG, imagenet_class_tags
 from .registry import BACKBONE_LIBRARIES, MODELS, get_model
 from .synood.finetune import SYNOOD_TRAINING, Projection
-from .synood.generate import TextToImageSettings
+from .synood.generate import TextToImageSettings, generate_synthetic_sets
 from .synood.guidance import guidance_settings
 from .tagood import TagOODProjector, decompose, train_tagood, training_settings
 
@@ -95,8 +95,9 @@ ASSUMPTIONS = {
                                             "decoder and the ResNet-50, about two decodes"),
     "context_tags_seconds": Assumption(0.03, "s/image", "assumed: one RAM forward at batch size 1 per image for its "
                                        "context tags (ood_repro.synood.generate.ram_tag_context)"),
-    "png_bytes_per_pixel": Assumption(1.8, "bytes/pixel", "assumed: a PNG of a natural 512 x 512 image keeps about "
-                                      "60% of its 3 bytes per pixel"),
+    "image_bytes_per_pixel": Assumption({"jpeg": 0.25, "png": 1.8}, "bytes/pixel, by format", "assumed: PIL's JPEG at "
+                                        "quality 75 (the release's format) takes about 2 bits per pixel of a natural "
+                                        "512 x 512 image; a PNG keeps about 60% of its 3 bytes per pixel"),
     "sd2_parameters": Assumption(1.29e9, "parameters", "Stable Diffusion 2: UNet 866M, OpenCLIP ViT-H text encoder "
                                  "(23 layers) about 340M, VAE 84M; assumed read as float32 into host memory"),
     "input_bytes_per_image": Assumption(147_897_477_120 / 1_281_167, "bytes/image", "ILSVRC2012_img_train.tar: "
@@ -476,7 +477,8 @@ def generation_cost(item: Generation, profile: str = "paper") -> Cost:
         what = f"Neg images, {item.steps} steps"
     else:
         raise ValueError(f"A Generation is of kind 'grad' or 'neg', not {item.kind!r}.")
-    disk = item.images * size**2 * assumed("png_bytes_per_pixel")
+    image_format = inspect.signature(generate_synthetic_sets).parameters["image_format"].default
+    disk = item.images * size**2 * assumed("image_bytes_per_pixel")[image_format]
     return Cost(f"generate {item.kind} images", what, item.images, disk, 0.0, assumed("sd2_parameters") * 4,
                 item.images * seconds)
 
