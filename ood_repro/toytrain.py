@@ -7,7 +7,7 @@ __all__ = ['TOY_WEIGHTS_DIR', 'TOY_CLASSIFIER_RECIPES', 'MANIFEST_NAME', 'TOY_EV
            'preprocess', 'train_classifier', 'classifier_logits', 'evaluate_classifier', 'save_classifier',
            'check_toy_weights', 'train_toy_world']
 
-# %% ../nbs/02c_toy_training.ipynb #e494af2b
+# %% ../nbs/02c_toy_training.ipynb #92952fdd
 import json
 import math
 import time
@@ -26,24 +26,24 @@ from .registry import TINY_IMAGE_SIZE, get_model
 from .store import atomic_write
 from .toyworld import ID_CLASSES, WORLD_SPLITS, make_split
 
-# %% ../nbs/02c_toy_training.ipynb #15dbe45c
+# %% ../nbs/02c_toy_training.ipynb #9f92f9a3
 TOY_WEIGHTS_DIR = Path(str(resources.files("ood_repro").joinpath("resources", "toyworld")))
 
-# %% ../nbs/02c_toy_training.ipynb #910e4bfe
+# %% ../nbs/02c_toy_training.ipynb #cfa6b4ba
 TOY_CLASSIFIER_RECIPES = {
     "swin-l": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
     "resnet50": {"steps": 600, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
     "vit-b16": {"steps": 3000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
 }
 
-# %% ../nbs/02c_toy_training.ipynb #f228a06e
+# %% ../nbs/02c_toy_training.ipynb #3f8a7830
 def smoke_classifier(name: str, seed: int = 0, checkpoint=None):
     "The smoke profile's extractor of classifier `name` with a head for the toy world's ID classes."
     if get_model(name).library != "timm":
         raise ValueError(f"smoke_classifier: {name!r} is not a classifier; use one of {tuple(TOY_CLASSIFIER_RECIPES)}.")
     return get_extractor(name, "smoke", seed=seed, checkpoint=checkpoint, num_classes=len(ID_CLASSES))
 
-# %% ../nbs/02c_toy_training.ipynb #69dd7ffc
+# %% ../nbs/02c_toy_training.ipynb #e8298929
 def preprocess(images: np.ndarray, transform) -> torch.Tensor:
     "uint8 RGB `images` (N, S, S, 3) through `transform` (an extractor's), as the loader gives them: (N, 3, H, W) float32."
     images = np.asarray(images)
@@ -51,7 +51,7 @@ def preprocess(images: np.ndarray, transform) -> torch.Tensor:
         raise ValueError(f"preprocess: images must be uint8 of shape (N, S, S, 3); got {images.dtype} {images.shape}.")
     return torch.stack([transform(Image.fromarray(image)) for image in images])
 
-# %% ../nbs/02c_toy_training.ipynb #690e751b
+# %% ../nbs/02c_toy_training.ipynb #5150df9c
 def train_classifier(name: str, seed: int = 0, steps: int = 600, batch_size: int = 64, lr: float = 2e-3,
                      weight_decay: float = 0.05, image_size: int = TINY_IMAGE_SIZE, world_seed: int = 0,
                      train_split=None) -> tuple:
@@ -97,14 +97,14 @@ def train_classifier(name: str, seed: int = 0, steps: int = 600, batch_size: int
     history = {"loss": losses, "lr": rates, "wall_s": time.perf_counter() - started, "settings": settings}
     return model.eval(), history
 
-# %% ../nbs/02c_toy_training.ipynb #eb60967e
+# %% ../nbs/02c_toy_training.ipynb #2492574a
 def classifier_logits(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     "Logits (N, C) of `model` in eval mode over preprocessed `inputs` (N, 3, H, W), `batch_size` at a time."
     model.eval()
     with torch.no_grad():
         return torch.cat([model(inputs[start:start + batch_size]) for start in range(0, len(inputs), batch_size)])
 
-# %% ../nbs/02c_toy_training.ipynb #5ce65802
+# %% ../nbs/02c_toy_training.ipynb #409c94c4
 def evaluate_classifier(model: torch.nn.Module, name: str, id_test, ood_splits: dict) -> dict:
     "ID test accuracy and MSP AUROC per OOD split ({split name: ToyWorldSplit}) of a trained smoke classifier `name`."
     transform = smoke_classifier(name).transform
@@ -117,10 +117,10 @@ def evaluate_classifier(model: torch.nn.Module, name: str, id_test, ood_splits: 
         aurocs[split_name] = evaluate(id_scores, ood_scores)["auroc"]
     return {"id_test_accuracy": accuracy, "msp_auroc": aurocs}
 
-# %% ../nbs/02c_toy_training.ipynb #9dc09c0a
-MANIFEST_NAME = "manifest.json"
+# %% ../nbs/02c_toy_training.ipynb #beb47fed
+MANIFEST_NAME = "manifest.json"  # the record of every trained model in a weights folder
 
-
+# %% ../nbs/02c_toy_training.ipynb #8bcf66e1
 def save_classifier(model: torch.nn.Module, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
     "Write `model`'s state_dict to `folder`/{name}.pt atomically and record it, with `record`, in the folder's manifest."
     folder = Path(folder)
@@ -132,7 +132,7 @@ def save_classifier(model: torch.nn.Module, name: str, record: dict, folder=TOY_
     atomic_write(manifest_path, lambda handle: handle.write(text.encode("utf-8")))
     return path
 
-# %% ../nbs/02c_toy_training.ipynb #d4a2abcc
+# %% ../nbs/02c_toy_training.ipynb #33196288
 def check_toy_weights(folder=TOY_WEIGHTS_DIR) -> dict:
     "{model name: path} of the weights in `folder`, each checked against the size and SHA-256 its manifest records."
     folder = Path(folder)
@@ -153,10 +153,10 @@ def check_toy_weights(folder=TOY_WEIGHTS_DIR) -> dict:
         checked[name] = path
     return checked
 
-# %% ../nbs/02c_toy_training.ipynb #46d0034b
+# %% ../nbs/02c_toy_training.ipynb #2501dacf
 TOY_EVALUATION_SPLITS = ("ninco", "ssb_hard", "textures")  # near, near (semantic), far
 
-
+# %% ../nbs/02c_toy_training.ipynb #33ce4f3b
 def train_toy_world(folder=TOY_WEIGHTS_DIR, names=tuple(TOY_CLASSIFIER_RECIPES), seed: int = 0, world_seed: int = 0,
                     image_size: int = TINY_IMAGE_SIZE) -> dict:
     "Draw the toy world and train, evaluate and save every classifier in `names` into `folder`; returns the manifest."
