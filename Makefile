@@ -26,7 +26,7 @@ else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
 
-.PHONY: install system-deps test test-slow reproduce check-clean check-papermill bench clean
+.PHONY: install system-deps test test-slow reproduce check-clean check-papermill bench toy-world clean
 # Debian packages the tests read: WordNet 3.0 (the database NegLabel's word corpus is derived from when the release's lists are not configured; read from its data files), and the
 # browser of the JupyterLab test with fonts for its screenshot (driven by Playwright; `playwright install` is never run).
 DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
@@ -83,6 +83,11 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/cache.py $(BENCH_cache)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/negative_labels.py $(BENCH_negative_labels)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/scale.py $(BENCH_scale)
+
+# Draws the toy world (nbs/02b) and trains its models from scratch, one after another at two threads (minutes each),
+# into ood_repro/resources/toyworld/ with a manifest (nbs/02c): for now the smoke profile's three classifiers.
+toy-world: install
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world()"
 
 # Every experiment notebook in nbs/ (found by the CLI, so new ones need no edit here), a summary, then every file written.
 reproduce: install

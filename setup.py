@@ -33,7 +33,8 @@ setuptools.setup(
     python_requires=f">={cfg['min_python']}",
     # resources/ holds package data (paper numbers, tag lists), not code: a namespace package ships it.
     packages=setuptools.find_namespace_packages(include=[cfg["lib_path"], f"{cfg['lib_path']}.*"]),
-    package_data={f"{cfg['lib_path']}.resources": ["*"]},
+    # resources/toyworld/ (the toy world's trained weights) is a namespace package of its own: it needs its own entry.
+    package_data={f"{cfg['lib_path']}.resources": ["*"], f"{cfg['lib_path']}.resources.toyworld": ["*"]},
     include_package_data=True,
     install_requires=cfg["requirements"].split(),
     extras_require={"dev": cfg["dev_requirements"].split()},
