@@ -491,8 +491,8 @@ def list_command(names: list, markdown: bool, nbs: Path, config: Config, out) ->
                   f"{result_status(e.name, config)} | {_results_text(e.name, config)} |", file=out)
         return 0
     elsewhere = not has_notebooks(nbs)
-    if elsewhere:
-        print(notebooks_elsewhere(nbs), file=out)
+    if elsewhere:  # on stderr: the listing itself stays one block per experiment for whoever reads it
+        print(notebooks_elsewhere(nbs), file=sys.stderr)
     for e in experiments:
         notebook = nbs / f"{e.name}.ipynb"
         print(f"{e.name}  {e.title}", file=out)
