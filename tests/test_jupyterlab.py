@@ -1,8 +1,9 @@
 """JupyterLab as a user sees it: the Table 1 notebook opened in headless Chromium renders its title and parameters.
 
-The server is `jupyter lab` of this environment on a free local port with a random token, its configuration,
-data, runtime, settings and workspaces in a temporary folder (so nothing of `~/.jupyter` leaks in), and its two
-internet features (news, update check) switched off. The browser is Debian's `chromium`, driven by Playwright with
+The server is started by README's command, `make lab` (run without its `install` prerequisite, with this
+environment's jupyter), on a free local port with a random token, its configuration, data, runtime, settings and
+workspaces in a temporary folder (so nothing of `~/.jupyter` leaks in), and its two internet features (news,
+update check) switched off. Its log must not carry ipykernel's warning about unencrypted kernel channels. The browser is Debian's `chromium`, driven by Playwright with
 that executable: `playwright install` is never run (it downloads a browser). The notebook is a copy in a
 temporary root, so that autosave cannot touch `nbs/`. The page must make no request outside 127.0.0.1.
 
@@ -57,6 +58,25 @@ def require_browser() -> None:
         pytest.skip(message)
 
 
+def make_environment() -> dict:
+    "This process's environment without what an enclosing `make test` hands its sub-makes (its variables, its level)."
+    return {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
+def lab_command(*variables: str, dry_run: bool = False) -> list:
+    "`make lab` with `variables`, without remaking `install` (the environment is the one running this test)."
+    return ["make", "--no-print-directory", *(["--dry-run"] if dry_run else []), "--old-file=install", "lab", *variables]
+
+
+def test_make_lab_allows_root_only_for_root():
+    "`jupyter lab` refuses to run as root without --allow-root; the recipe passes it exactly when uid is 0."
+    recipe = subprocess.run(lab_command(dry_run=True), cwd=REPO, env=make_environment(), capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert recipe[:2] == [".venv/bin/jupyter", "lab"] and "--ServerApp.root_dir=nbs" in recipe, recipe
+    assert ("--allow-root" in recipe) == (os.getuid() == 0), recipe
+    assert "--KernelManager.transport_encryption=auto" in recipe, recipe
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,14 +128,15 @@ def jupyter_lab(root: Path, work: Path):
     notification = folders["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
     (notification / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {key: value for key, value in os.environ.items() if key != "JUPYTER_TOKEN"}
+    env = make_environment()
+    env.pop("JUPYTER_TOKEN", None)
     env.update({name: str(folder) for name, folder in folders.items()}, HF_HUB_OFFLINE="1")
     port, token, log = free_port(), secrets.token_hex(16), work / "jupyter_lab.log"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={root.resolve()}", "--ServerApp.allow_root=True"]
+    options = (f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0 "
+               f"--IdentityProvider.token={token}")
+    command = lab_command(f"VENV={sys.prefix}", f"LAB_DIR={root.resolve()}", f"LAB_ARGS={options}")
     with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     server = LabServer(process, port, token, log)
     try:
@@ -194,4 +215,6 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
             browser.close()
     assert screenshot.stat().st_size > 10_000
     assert not external, f"the page contacted other hosts: {external[:5]}"
+    server_log = server.log.read_text(errors="replace")
+    assert "Kernel started" in server_log and "without encryption" not in server_log, server.log_tail()
     print(f"JupyterLab test: {time.monotonic() - started:.1f} s, screenshot {screenshot}")
