@@ -256,7 +256,7 @@ class StageLog:
             elapsed = now - self.started
             left = (f", about {_duration(elapsed * (self.total - self.n) / self.n)} left"
                     if self.total and 0 < self.n < self.total else "")
-            self._write(f"{self.desc}: {self._count()} {self.unit} after {_duration(elapsed)}{left}")
+            self._write(f"{self.desc}: {self._done()} after {_duration(elapsed)}{left}")
 
     def set_postfix(self, **values) -> None:
         "Values shown at the end of the line, e.g. `loss=0.31`."
@@ -268,17 +268,23 @@ class StageLog:
         self.closed = True
         elapsed = time.perf_counter() - self.started
         rate = f" ({_rate(self.n / elapsed)} {self.unit}/s)" if self.n and elapsed > 0 else ""
-        self._write(f"{self.desc}: {self._count()} {self.unit} in {_duration(elapsed)}{rate}")
+        self._write(f"{self.desc}: {self._done()} in {_duration(elapsed)}{rate}")
 
-    def _count(self) -> str:
-        return f"{self.n:,}" if self.total in (None, self.n) else f"{self.n:,}/{self.total:,}"
+    def _done(self) -> str:
+        "`1,200 img`, `4/10 steps`, `1 batch`."
+        count = f"{self.n:,}" if self.total in (None, self.n) else f"{self.n:,}/{self.total:,}"
+        unit = self.unit
+        if self.n == 1 and self.total in (None, 1) and unit.endswith("s"):  # `1 batch`, not `1 batches`
+            unit = unit[:-2] if unit.endswith(("ches", "shes", "xes")) else unit[:-1]
+        return f"{count} {unit}"
 
     def _write(self, line: str) -> None:
         if self.disable:
             return
         postfix = f"; {self.postfix}" if self.postfix else ""
-        # sys.stderr is looked up at each line: a Jupyter kernel or a test may have replaced it since
-        print(line + postfix, file=self.file or sys.stderr, flush=True)
+        # sys.stderr is looked up at each line: a Jupyter kernel or a test may have replaced it since. No flush:
+        # stderr is line-buffered anyway, and a kernel then sends lines written close together as one output.
+        print(line + postfix, file=self.file or sys.stderr)
 
 
 def progress_bar(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False,
