@@ -4,8 +4,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-# The CPU-capable torch build pinned for this project's CI machines; GPU users may override it, e.g.
-# make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu124"
+# The torch build pinned for this project's CI machines: PyPI's Linux wheel, built for CUDA 13.0 (its NVIDIA
+# libraries are most of .venv's 6.6 GB), which runs on a CPU too. Another build for an older CUDA driver or a
+# CPU-only one (README, "The install"), e.g.
+# make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
