@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import get_spec
+from ..config import progress_bar
 from ..neglabel import neglabel_score, unit_rows
 from ..scorer import Scorer
 from ..store import atomic_write
