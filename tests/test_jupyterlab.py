@@ -1,4 +1,5 @@
-"""JupyterLab as a user sees it: the Table 1 notebook opened in headless Chromium renders its title and parameters.
+"""JupyterLab as a user sees it: the Table 1 notebook opened in headless Chromium renders its title and parameters,
+and a cell run there with Shift+Enter shows a stage's progress as an ipywidgets bar.
 
 The server is started by README's command, `make lab` (run without its `install` prerequisite, with this
 environment's jupyter), on a free local port with a random token, its configuration, data, runtime, settings and
@@ -154,6 +155,23 @@ def jupyter_lab(root: Path, work: Path):
             process.wait()
 
 
+def wait_for_quiet(page, pending: dict) -> None:
+    "Until no request of `page` has been in flight for 0.5 s (see the module docstring)."
+    quiet_since, deadline = time.monotonic(), time.monotonic() + 30
+    while time.monotonic() - quiet_since < 0.5:
+        assert time.monotonic() < deadline, f"requests still in flight after 30 s: {list(pending.values())}"
+        page.wait_for_timeout(100)  # Playwright dispatches request events only inside its own calls
+        if pending:
+            quiet_since = time.monotonic()
+
+
+def track_requests(page, pending: dict) -> None:
+    "Keep `pending` (id → URL) up to date with the requests of `page` in flight."
+    page.on("request", lambda request: pending.__setitem__(id(request), request.url))
+    page.on("requestfinished", lambda request: pending.pop(id(request), None))
+    page.on("requestfailed", lambda request: pending.pop(id(request), None))
+
+
 def parameters_cell(notebook: Path) -> list:
     "The source lines of the cell tagged `parameters`."
     cells = json.loads(notebook.read_text())["cells"]
@@ -175,7 +193,6 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
     external, pending = [], {}
 
     def on_request(request):
-        pending[id(request)] = request.url
         if urlparse(request.url).hostname not in ("127.0.0.1", "localhost", None):
             external.append(request.url)
 
@@ -184,8 +201,7 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", on_request)
-            page.on("requestfinished", lambda request: pending.pop(id(request), None))
-            page.on("requestfailed", lambda request: pending.pop(id(request), None))
+            track_requests(page, pending)
             page.goto(server.url(NOTEBOOK.name), wait_until="domcontentloaded", timeout=60_000)
 
             panel = page.locator(".jp-NotebookPanel", has=page.locator(".jp-Notebook"))
@@ -202,12 +218,7 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
             # the kernel must be running and idle: the notebook can be run from here
             wait_until(lambda: any(kernel["execution_state"] == "idle" and kernel["connections"] > 0
                                    for kernel in server.api("/api/kernels")[1]), 60, "an idle kernel", server)
-            quiet_since, deadline = time.monotonic(), time.monotonic() + 30
-            while time.monotonic() - quiet_since < 0.5:  # no request in flight for 0.5 s (see the module docstring)
-                assert time.monotonic() < deadline, f"requests still in flight after 30 s: {list(pending.values())}"
-                page.wait_for_timeout(100)  # Playwright dispatches request events only inside its own calls
-                if pending:
-                    quiet_since = time.monotonic()
+            wait_for_quiet(page, pending)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             screenshot = SCREENSHOTS / "tab1_tagood.png"
             page.screenshot(path=str(screenshot))
@@ -218,3 +229,47 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
     server_log = server.log.read_text(errors="replace")
     assert "Kernel started" in server_log and "without encryption" not in server_log, server.log_tail()
     print(f"JupyterLab test: {time.monotonic() - started:.1f} s, screenshot {screenshot}")
+
+
+PROGRESS_CELL = """\
+from ood_repro.config import progress_bar, progress_style
+for step in progress_bar(range(3), desc="widget stage", unit="steps"):
+    pass
+print("style:", progress_style())"""
+
+
+def test_progress_bar_renders_as_a_widget(tmp_path):
+    "Run in JupyterLab (the user's Shift+Enter), a stage's progress is an ipywidgets bar, not text."
+    require_browser()
+    import nbformat
+    from playwright.sync_api import expect, sync_playwright
+
+    root = tmp_path / "root"
+    root.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROGRESS_CELL)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(notebook, root / "progress.ipynb")
+    pending = {}
+    with jupyter_lab(root, tmp_path / "jupyter") as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            track_requests(page, pending)
+            page.goto(server.url("progress.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+            panel = page.locator(".jp-NotebookPanel", has=page.locator(".jp-Notebook"))
+            editor = panel.locator(".jp-CodeCell .jp-InputArea-editor .cm-content")
+            expect(editor).to_contain_text("widget stage", timeout=60_000)
+            wait_until(lambda: any(kernel["execution_state"] == "idle" and kernel["connections"] > 0
+                                   for kernel in server.api("/api/kernels")[1]), 60, "an idle kernel", server)
+            editor.click()
+            page.keyboard.press("Shift+Enter")
+            output = panel.locator(".jp-CodeCell").first.locator(".jp-OutputArea")  # Shift+Enter added a cell below
+            expect(output).to_contain_text("style: widget", timeout=60_000)
+            bar = output.locator(".widget-hprogress")  # tqdm.notebook's FloatProgress, drawn by jupyterlab_widgets
+            expect(bar).to_be_visible(timeout=30_000)
+            expect(output).to_contain_text("widget stage")
+            expect(output).to_contain_text("3/3")
+            expect(output).not_to_contain_text("IProgress not found")
+            wait_for_quiet(page, pending)
+        finally:
+            browser.close()
