@@ -1,10 +1,13 @@
-# ood-repro: `make reproduce` runs every experiment notebook (smoke profile by default), `make test` tests all.
+# ood-repro: `make reproduce` runs every experiment notebook (smoke profile by default), `make test` tests all,
+# `make lab` opens the notebooks in JupyterLab.
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-# The CPU-capable torch build pinned for this project's CI machines; GPU users may override it, e.g.
-# make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu124"
+# The torch build pinned for this project's CI machines: PyPI's Linux wheel, built for CUDA 13.0 (its NVIDIA
+# libraries are most of .venv's 6.6 GB), which runs on a CPU too. Another build for an older CUDA driver or a
+# CPU-only one (README, "The install"), e.g.
+# make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
@@ -26,7 +29,7 @@ else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
 
-.PHONY: install system-deps test test-slow reproduce check-clean check-papermill bench toy-world clean
+.PHONY: install system-deps lab test test-slow reproduce check-clean check-papermill bench toy-world clean
 # Debian packages the tests read: WordNet 3.0 (the database NegLabel's word corpus is derived from when the release's lists are not configured; read from its data files), and the
 # browser of the JupyterLab test with fonts for its screenshot (driven by Playwright; `playwright install` is never run).
 DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
@@ -35,6 +38,16 @@ DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
 TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 
 install: system-deps $(STAMP)
+
+# JupyterLab on the notebooks. Jupyter refuses to start as root without --allow-root (containers, GPU boxes), so
+# the flag is added for root only. Kernels get CurveZMQ-encrypted channels: without keys ipykernel warns at every
+# start (see kernel_config in nbs/00_config). `make lab LAB_ARGS="--no-browser --port 8889"` adds options;
+# tests/test_jupyterlab.py starts the server with this recipe.
+LAB_DIR ?= nbs
+LAB_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: install
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) $(LAB_ROOT) --KernelManager.transport_encryption=auto $(LAB_ARGS)
 
 # Installs the Debian packages that are missing, where apt-get exists and we may use it; otherwise says what to install.
 system-deps:
@@ -64,14 +77,14 @@ check-papermill: install
 	$(TEST_ENV) $(BIN)/papermill --log-level WARNING nbs/tab1_tagood.ipynb runs/papermill/tab1_tagood_tau.ipynb -p tau 0.5
 
 # tests/ holds what cannot live in a notebook: the wheel in a fresh environment, JupyterLab in a browser, two processes.
+# The notebooks run as nbdev_test runs them (nbdev's test_nb, two at a time), one line as each finishes.
 test: install check-clean check-papermill
-	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev_test --n_workers 2 --timing
-	@echo "notebooks: $$(ls nbs/*.ipynb | wc -l) passed, 0 failed"
+	$(TEST_ENV) $(BIN)/python .ci/test_notebooks.py --n_workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest -p no:cacheprovider -ra tests/
 
 # The cells flagged `slow` that nbdev_test skips (real architectures, SIGKILL during generation, two-process generation).
 test-slow: install
-	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev_test --flags slow --n_workers 2 --timing
+	$(TEST_ENV) $(BIN)/python .ci/test_notebooks.py --flags slow --n_workers 2
 
 # Speed benchmarks print measured ratios against reference implementations; they fail only on wrong values.
 bench: install

@@ -20,8 +20,10 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     author=cfg["author"],
     author_email=cfg["author_email"],
-    url=cfg["git_url"],
+    url=cfg["git_url"],  # https://github.com/<user>/<repo> of settings.ini (tests/test_packaging.py checks)
+    project_urls={"Source": cfg["git_url"], "Issues": f"{cfg['git_url']}/issues"},
     license=licenses[cfg["license"]],
+    license_files=cfg["license_files"].split(),  # the wheel's .dist-info/licenses/
     keywords=cfg["keywords"].split(),
     classifiers=[
         f"Development Status :: {statuses[int(cfg['status']) - 1]}",

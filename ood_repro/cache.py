@@ -26,10 +26,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import __version__
-from .config import get_device, load_config
+from .config import get_device, load_config, progress_bar
 from .store import (RaggedArray, atomic_write, cache_key, check_rank, fsync_folder, rank_shards, remove_stale_temporaries,
                              temporary_path)
 
@@ -1213,7 +1212,7 @@ def _extract_shards(extractor, dataset, entry: CacheEntry, plan: dict, shards: l
     files = getattr(dataset, "files", None)
     description = f"extract {plan['info'].get('dataset', '')} ({len(shards)} shards)"
     buffer = None
-    with tqdm(total=sum(len(indices) for *_, indices in batch_plan), desc=description, unit="img",
+    with progress_bar(total=sum(len(indices) for *_, indices in batch_plan), desc=description, unit="img",
               disable=not progress) as bar:
         for (shard, start, stop, expected), batch in zip(batch_plan, loader):
             returned = sorted(batch["indices"].tolist() + [item["index"] for item in batch["skipped"]])

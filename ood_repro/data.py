@@ -31,9 +31,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import transforms
 from torchvision.transforms import functional as TF
-from tqdm.auto import tqdm
 
-from .config import Config, check_profile, load_config
+from .config import Config, check_profile, load_config, progress_bar
 
 # %% ../nbs/02_data.ipynb #cf12c677
 ROLES = ("id-train", "id-test", "ood")
@@ -535,8 +534,8 @@ class ImageDataset(torch.utils.data.Dataset):
         "A hash of every file's relative path, label and identity (see `identity`): changes whenever the data changes."
         digest = hashlib.sha256(f"ood_repro manifest {_MANIFEST_VERSION} {self.identity}\n".encode())
         hashing = self.identity == "content" and len(self.files) >= 1000
-        for path, label in tqdm(zip(self.files, self.labels.tolist()), total=len(self.files), disable=not hashing,
-                                desc=f"hashing {self.name}", unit="file"):
+        for path, label in progress_bar(zip(self.files, self.labels.tolist()), total=len(self.files),
+                                        desc=f"hashing {self.name}", unit="files", disable=not hashing):
             relative = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
             digest.update(f"{relative}\t{self._file_identity(path)}\t{label}\n".encode())
         return digest.hexdigest()[:16]
@@ -868,8 +867,8 @@ def jpeg_complexity_ranking(files, labels, n_per_class: int = 50, progress: bool
     if not isinstance(n_per_class, (int, np.integer)) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive int, got {n_per_class!r}.")
     rows, unreadable = [], []
-    for path, label in tqdm(zip(files, labels.tolist()), total=len(files), disable=not progress,
-                            desc="bytes per pixel"):
+    for path, label in progress_bar(zip(files, labels.tolist()), total=len(files), desc="bytes per pixel", unit="img",
+                                    disable=not progress):
         try:
             with Image.open(path) as image:
                 width, height = image.size

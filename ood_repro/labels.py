@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .adaneg import (ADANEG_ADJECTIVE_TEMPLATE, ADANEG_CLASS_TEMPLATE, ADANEG_NOUN_TEMPLATE, adaneg_corpus,
                               rank_similarity, select_adaneg_negatives)
-from .config import check_profile, load_config, profile_settings
+from .config import check_profile, load_config, profile_settings, progress_bar
 from .corpus import corpus_word_lists, neglabel_corpus
 from .csp import (CSP_ADJECTIVE_TEMPLATES, CSP_CLASS_TEMPLATES, CSP_MAX_SIMILARITY, CSP_SUPERCLASSES,
                            conjugated_labels, csp_corpus, mine_csp_negatives)
@@ -108,7 +107,8 @@ def encode_prompts(extractor, prompts, batch_size: int = 256, progress: bool = F
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     batches = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(prompts), batch_size), desc="text features", disable=not progress):
+        for start in progress_bar(range(0, len(prompts), batch_size), desc="text features", unit="batches",
+                                  disable=not progress):
             tokens = extractor.tokenizer(prompts[start:start + batch_size]).to(extractor.device)
             batches.append(extractor.model.encode_text(tokens, normalize=False).float().cpu())
     return torch.cat(batches)

@@ -26,9 +26,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from .config import get_device, profile_settings
+from .config import get_device, profile_settings, progress_bar
 from .scorer import Scorer
 from .store import RaggedArray, remove_stale_temporaries, temporary_path
 
@@ -71,7 +70,7 @@ def tag_counts_per_class(tag_probs, labels, num_classes: int, tag_threshold: flo
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, num_classes={num_classes}); got min {labels.min()}, max {labels.max()}.")
     counts = torch.zeros(num_classes, tag_probs.shape[1], dtype=torch.int64)
-    for start in tqdm(range(0, len(labels), batch_size), desc="tag counts", disable=not progress):
+    for start in progress_bar(range(0, len(labels), batch_size), desc="tag counts", unit="batches", disable=not progress):
         probs = torch.as_tensor(np.asarray(tag_probs[start:start + batch_size]))
         predicted = (torch.sigmoid(probs.float()) if from_logits else probs) > tag_threshold
         counts.index_add_(0, torch.as_tensor(labels[start:start + batch_size], dtype=torch.int64), predicted.long())
@@ -398,7 +397,7 @@ def decompose(tag_probs, attention, tokens, ind_tags, tau: float | None = 0.5, t
         fallback_allowed, top_probs = np.full(n, zero_tag_rule == "fair"), None
 
     writer = _BlockWriter(folder)
-    for start in tqdm(range(0, n, batch_size), desc="decompose", disable=not progress):
+    for start in progress_bar(range(0, n, batch_size), desc="decompose", unit="batches", disable=not progress):
         stop = min(start + batch_size, n)
         probs = _rows(tag_probs, start, stop).float()
         if from_logits:
@@ -702,7 +701,7 @@ def train_tagood(records, labels, num_classes: int = 1000, *, epochs: int = 100,
         centres = EMACentres(num_classes, model.width, num_patterns, momentum, duplicates).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=schedule_epochs * len(sampler), eta_min=min_lr)
-        bar = tqdm(total=epochs * len(sampler), desc="TagOOD training", disable=not progress)
+        bar = progress_bar(total=epochs * len(sampler), desc="TagOOD training", unit="steps", disable=not progress)
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
             model.train()
@@ -817,7 +816,7 @@ def project(model: TagOODProjector, records, batch_size: int = 256, device=None,
     model.to(device).eval()
     features = np.zeros((len(lengths), model.width), dtype=np.float32)
     order = [i for i in np.argsort(lengths, kind="stable") if lengths[i] > 0]
-    for start in tqdm(range(0, len(order), batch_size), desc="project", disable=not progress):
+    for start in progress_bar(range(0, len(order), batch_size), desc="project", unit="batches", disable=not progress):
         batch = order[start:start + batch_size]
         tokens, batch_lengths = pad_records(records, batch, device=device)
         features[batch] = model.features(tokens, batch_lengths).float().cpu().numpy()

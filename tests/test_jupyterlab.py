@@ -1,8 +1,10 @@
-"""JupyterLab as a user sees it: the Table 1 notebook opened in headless Chromium renders its title and parameters.
+"""JupyterLab as a user sees it: the Table 1 notebook opened in headless Chromium renders its title and parameters,
+and a cell run there with Shift+Enter shows a stage's progress as an ipywidgets bar.
 
-The server is `jupyter lab` of this environment on a free local port with a random token, its configuration,
-data, runtime, settings and workspaces in a temporary folder (so nothing of `~/.jupyter` leaks in), and its two
-internet features (news, update check) switched off. The browser is Debian's `chromium`, driven by Playwright with
+The server is started by README's command, `make lab` (run without its `install` prerequisite, with this
+environment's jupyter), on a free local port with a random token, its configuration, data, runtime, settings and
+workspaces in a temporary folder (so nothing of `~/.jupyter` leaks in), and its two internet features (news,
+update check) switched off. Its log must not carry ipykernel's warning about unencrypted kernel channels. The browser is Debian's `chromium`, driven by Playwright with
 that executable: `playwright install` is never run (it downloads a browser). The notebook is a copy in a
 temporary root, so that autosave cannot touch `nbs/`. The page must make no request outside 127.0.0.1.
 
@@ -57,6 +59,25 @@ def require_browser() -> None:
         pytest.skip(message)
 
 
+def make_environment() -> dict:
+    "This process's environment without what an enclosing `make test` hands its sub-makes (its variables, its level)."
+    return {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
+def lab_command(*variables: str, dry_run: bool = False) -> list:
+    "`make lab` with `variables`, without remaking `install` (the environment is the one running this test)."
+    return ["make", "--no-print-directory", *(["--dry-run"] if dry_run else []), "--old-file=install", "lab", *variables]
+
+
+def test_make_lab_allows_root_only_for_root():
+    "`jupyter lab` refuses to run as root without --allow-root; the recipe passes it exactly when uid is 0."
+    recipe = subprocess.run(lab_command(dry_run=True), cwd=REPO, env=make_environment(), capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert recipe[:2] == [".venv/bin/jupyter", "lab"] and "--ServerApp.root_dir=nbs" in recipe, recipe
+    assert ("--allow-root" in recipe) == (os.getuid() == 0), recipe
+    assert "--KernelManager.transport_encryption=auto" in recipe, recipe
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,14 +129,15 @@ def jupyter_lab(root: Path, work: Path):
     notification = folders["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
     (notification / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {key: value for key, value in os.environ.items() if key != "JUPYTER_TOKEN"}
+    env = make_environment()
+    env.pop("JUPYTER_TOKEN", None)
     env.update({name: str(folder) for name, folder in folders.items()}, HF_HUB_OFFLINE="1")
     port, token, log = free_port(), secrets.token_hex(16), work / "jupyter_lab.log"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={root.resolve()}", "--ServerApp.allow_root=True"]
+    options = (f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0 "
+               f"--IdentityProvider.token={token}")
+    command = lab_command(f"VENV={sys.prefix}", f"LAB_DIR={root.resolve()}", f"LAB_ARGS={options}")
     with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     server = LabServer(process, port, token, log)
     try:
@@ -131,6 +153,23 @@ def jupyter_lab(root: Path, work: Path):
         except subprocess.TimeoutExpired:  # the AnyIO-worker hang: SIGTERM cannot end it
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def wait_for_quiet(page, pending: dict) -> None:
+    "Until no request of `page` has been in flight for 0.5 s (see the module docstring)."
+    quiet_since, deadline = time.monotonic(), time.monotonic() + 30
+    while time.monotonic() - quiet_since < 0.5:
+        assert time.monotonic() < deadline, f"requests still in flight after 30 s: {list(pending.values())}"
+        page.wait_for_timeout(100)  # Playwright dispatches request events only inside its own calls
+        if pending:
+            quiet_since = time.monotonic()
+
+
+def track_requests(page, pending: dict) -> None:
+    "Keep `pending` (id → URL) up to date with the requests of `page` in flight."
+    page.on("request", lambda request: pending.__setitem__(id(request), request.url))
+    page.on("requestfinished", lambda request: pending.pop(id(request), None))
+    page.on("requestfailed", lambda request: pending.pop(id(request), None))
 
 
 def parameters_cell(notebook: Path) -> list:
@@ -154,7 +193,6 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
     external, pending = [], {}
 
     def on_request(request):
-        pending[id(request)] = request.url
         if urlparse(request.url).hostname not in ("127.0.0.1", "localhost", None):
             external.append(request.url)
 
@@ -163,8 +201,7 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", on_request)
-            page.on("requestfinished", lambda request: pending.pop(id(request), None))
-            page.on("requestfailed", lambda request: pending.pop(id(request), None))
+            track_requests(page, pending)
             page.goto(server.url(NOTEBOOK.name), wait_until="domcontentloaded", timeout=60_000)
 
             panel = page.locator(".jp-NotebookPanel", has=page.locator(".jp-Notebook"))
@@ -181,12 +218,7 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
             # the kernel must be running and idle: the notebook can be run from here
             wait_until(lambda: any(kernel["execution_state"] == "idle" and kernel["connections"] > 0
                                    for kernel in server.api("/api/kernels")[1]), 60, "an idle kernel", server)
-            quiet_since, deadline = time.monotonic(), time.monotonic() + 30
-            while time.monotonic() - quiet_since < 0.5:  # no request in flight for 0.5 s (see the module docstring)
-                assert time.monotonic() < deadline, f"requests still in flight after 30 s: {list(pending.values())}"
-                page.wait_for_timeout(100)  # Playwright dispatches request events only inside its own calls
-                if pending:
-                    quiet_since = time.monotonic()
+            wait_for_quiet(page, pending)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             screenshot = SCREENSHOTS / "tab1_tagood.png"
             page.screenshot(path=str(screenshot))
@@ -194,4 +226,50 @@ def test_table_notebook_renders_in_jupyterlab(tmp_path):
             browser.close()
     assert screenshot.stat().st_size > 10_000
     assert not external, f"the page contacted other hosts: {external[:5]}"
+    server_log = server.log.read_text(errors="replace")
+    assert "Kernel started" in server_log and "without encryption" not in server_log, server.log_tail()
     print(f"JupyterLab test: {time.monotonic() - started:.1f} s, screenshot {screenshot}")
+
+
+PROGRESS_CELL = """\
+from ood_repro.config import progress_bar, progress_style
+for step in progress_bar(range(3), desc="widget stage", unit="steps"):
+    pass
+print("style:", progress_style())"""
+
+
+def test_progress_bar_renders_as_a_widget(tmp_path):
+    "Run in JupyterLab (the user's Shift+Enter), a stage's progress is an ipywidgets bar, not text."
+    require_browser()
+    import nbformat
+    from playwright.sync_api import expect, sync_playwright
+
+    root = tmp_path / "root"
+    root.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROGRESS_CELL)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(notebook, root / "progress.ipynb")
+    pending = {}
+    with jupyter_lab(root, tmp_path / "jupyter") as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            track_requests(page, pending)
+            page.goto(server.url("progress.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+            panel = page.locator(".jp-NotebookPanel", has=page.locator(".jp-Notebook"))
+            editor = panel.locator(".jp-CodeCell .jp-InputArea-editor .cm-content")
+            expect(editor).to_contain_text("widget stage", timeout=60_000)
+            wait_until(lambda: any(kernel["execution_state"] == "idle" and kernel["connections"] > 0
+                                   for kernel in server.api("/api/kernels")[1]), 60, "an idle kernel", server)
+            editor.click()
+            page.keyboard.press("Shift+Enter")
+            output = panel.locator(".jp-CodeCell").first.locator(".jp-OutputArea")  # Shift+Enter added a cell below
+            expect(output).to_contain_text("style: widget", timeout=60_000)
+            bar = output.locator(".widget-hprogress")  # tqdm.notebook's FloatProgress, drawn by jupyterlab_widgets
+            expect(bar).to_be_visible(timeout=30_000)
+            expect(output).to_contain_text("widget stage")
+            expect(output).to_contain_text("3/3")
+            expect(output).not_to_contain_text("IProgress not found")
+            wait_for_quiet(page, pending)
+        finally:
+            browser.close()

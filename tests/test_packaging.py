@@ -24,7 +24,7 @@ import pytest
 from scipy.special import logsumexp
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE_FILES = ("setup.py", "settings.ini", "pyproject.toml", "README.md")
+SOURCE_FILES = ("setup.py", "settings.ini", "pyproject.toml", "README.md", "LICENSE", "NOTICE")
 
 
 def run(command: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -78,6 +78,45 @@ def test_wheel_contents(built):
     assert "ood-repro = ood_repro.cli:main" in entry_points
 
 
+def test_wheel_carries_the_licence_and_the_attributions(built):
+    "Apache-2.0's text, the NOTICE and the data files' attributions ship in .dist-info/licenses; the metadata says so."
+    with zipfile.ZipFile(built["wheel"]) as wheel:
+        names = wheel.namelist()
+        info = next(name for name in names if name.endswith(".dist-info/METADATA")).rsplit("/", 1)[0]
+        licence = wheel.read(f"{info}/licenses/LICENSE").decode()
+        notice = wheel.read(f"{info}/licenses/NOTICE").decode()
+        attributions = wheel.read(f"{info}/licenses/ood_repro/resources/NOTICE_RAM_TAGOOD.md").decode()
+        metadata = wheel.read(f"{info}/METADATA").decode()
+    assert licence == (REPO / "LICENSE").read_text() and "Apache License\n                           Version 2.0" in licence
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in licence
+    # every data file the package ships that it did not create is named in the attributions, with its origin
+    for name in ("ram_tag_list.txt", "ram_tag_list_threshold.txt", "ind_tag_list.txt"):
+        assert f"ood_repro/resources/{name}" in names and f"`{name}`" in attributions
+        assert name in notice
+    for name in ("paper_results.csv", "paper_tables.csv"):
+        assert name in notice
+    assert "ood_repro/resources/NOTICE_RAM_TAGOOD.md" in names  # also next to the files it describes
+    assert "github.com/xinyu1205/recognize-anything" in attributions and "github.com/Jarvisgivemeasuit/tagood" in attributions
+    headers = [line.split(": ", 1) for line in metadata.split("\n\n", 1)[0].splitlines() if ": " in line]
+    assert ["License", "Apache-2.0"] in headers
+    for name in ("LICENSE", "NOTICE", "ood_repro/resources/NOTICE_RAM_TAGOOD.md"):
+        assert ["License-File", name] in headers
+
+
+def test_project_url_is_the_repository(built):
+    "Home page and source are the GitHub repository that settings.ini's `user` and `repo` name."
+    settings = ConfigParser()
+    settings.read(REPO / "settings.ini")
+    cfg = settings["DEFAULT"]
+    repository = f"https://github.com/{cfg['user']}/{cfg['repo']}"
+    assert cfg["git_url"] == repository
+    with zipfile.ZipFile(built["wheel"]) as wheel:
+        metadata = wheel.read(next(name for name in wheel.namelist() if name.endswith(".dist-info/METADATA"))).decode()
+    headers = metadata.split("\n\n", 1)[0].splitlines()
+    assert f"Home-page: {repository}" in headers
+    assert f"Project-URL: Source, {repository}" in headers and f"Project-URL: Issues, {repository}/issues" in headers
+
+
 def test_imports_the_installed_wheel(built):
     code = ("import json, ood_repro, ood_repro.cli\n"
             "from importlib import resources\n"
@@ -99,7 +138,7 @@ def test_console_script_lists_every_experiment(built):
     listing = run([script, "list"], cwd=built["cwd"], env=built["env"]).stdout
     names = [line.split()[0] for line in listing.splitlines() if line and not line.startswith(" ")]
     assert names[:2] == ["tab1_tagood", "tab2_tagood"] and len(names) == 15 and "fig4_synood" in names
-    assert "(not written yet)" in listing  # outside a checkout there are no notebooks
+    assert "live in the source checkout" in listing  # outside a checkout: where the notebooks are
     detail = run([script, "--notebooks", REPO / "nbs", "list", "tab1_tagood"], cwd=built["cwd"], env=built["env"]).stdout
     assert "tau=0.5" in detail
 

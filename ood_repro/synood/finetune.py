@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..backbones import get_spec
+from ..config import progress_bar
 from ..neglabel import neglabel_score, unit_rows
 from ..scorer import Scorer
 from ..store import atomic_write
@@ -159,8 +159,8 @@ def train_projection(id_features, id_labels, synthetic_features, synthetic_targe
     history = []
     for epoch in range(epochs):
         rate, losses = optimizer.param_groups[0]["lr"], []
-        for batch in tqdm(_batches(len(features), batch_size, generator), desc=f"projection epoch {epoch + 1}",
-                          disable=not progress):
+        for batch in progress_bar(_batches(len(features), batch_size, generator), desc=f"projection epoch {epoch + 1}",
+                                  unit="batches", disable=not progress):
             value = _loss_from_logits(projection(features[batch]) @ scaled_text_t, targets[batch], len(classes), loss)
             optimizer.zero_grad()
             value.backward()
@@ -198,8 +198,8 @@ def tune_negative_labels(synthetic_features, synthetic_targets, label_features, 
     history = []
     for epoch in range(epochs):
         rate, losses = optimizer.param_groups[0]["lr"], []
-        for batch in tqdm(_batches(len(images), batch_size, generator), desc=f"label tuning epoch {epoch + 1}",
-                          disable=not progress):
+        for batch in progress_bar(_batches(len(images), batch_size, generator), desc=f"label tuning epoch {epoch + 1}",
+                                  unit="batches", disable=not progress):
             value = label_tuning_loss(images[batch], targets[batch], labels, scale)
             optimizer.zero_grad()
             value.backward()
@@ -244,8 +244,8 @@ def train_joint(id_features, id_labels, synthetic_features, synthetic_targets, c
     for epoch in range(epochs):
         rates = (projection_optimizer.param_groups[0]["lr"], label_optimizer.param_groups[0]["lr"])
         losses = []
-        for batch in tqdm(_batches(len(features), batch_size, generator), desc=f"joint epoch {epoch + 1}",
-                          disable=not progress):
+        for batch in progress_bar(_batches(len(features), batch_size, generator), desc=f"joint epoch {epoch + 1}",
+                                  unit="batches", disable=not progress):
             batch_targets = targets[batch]
             text = torch.cat([classes, F.normalize(labels, dim=1)])
             logits = scale * projection(features[batch]) @ text.T

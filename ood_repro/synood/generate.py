@@ -38,13 +38,12 @@ from PIL import Image
 from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers import models as tokenizer_models
 from torchvision.transforms import functional as TF
-from tqdm.auto import tqdm
 from transformers import (AutoProcessor, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer,
                           CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
                           PreTrainedTokenizerFast)
 
 from ..backbones import WeightsUnavailableError, get_extractor, hub_offline
-from ..config import check_profile, get_device, load_config, profile_settings, resolve_profile
+from ..config import check_profile, get_device, load_config, profile_settings, progress_bar, resolve_profile
 from ..data import DatasetSpec, ImageDataset, get_dataset, jpeg_complexity_ranking, load_image
 from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
 from ..registry import get_model
@@ -591,8 +590,8 @@ def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, i
     pending = [index for index in rank_shards(len(batches), rank, world_size)
                if not all(_finished(out_dir, item["name"], image_format) for item in batches[index])]
     todo_count = sum(not _finished(out_dir, item["name"], image_format) for index in pending for item in batches[index])
-    bar = tqdm(total=todo_count, unit="img", desc=f"{description} [{rank + 1}/{world_size}]", disable=not progress,
-               position=rank, bar_format=PROGRESS_FORMAT)
+    bar = progress_bar(total=todo_count, unit="img", desc=f"{description} [{rank + 1}/{world_size}]", disable=not progress,
+                       position=rank, bar_format=PROGRESS_FORMAT)
     for index in pending:
         batch = batches[index]
         missing = [not _finished(out_dir, item["name"], image_format) for item in batch]
