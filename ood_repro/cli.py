@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import PROFILES, Config, find_repo_root, load_config
+from .config import PROFILES, Config, find_repo_root, kernel_config, load_config
 from .registry import MODELS, ModelSpec, models_read_by
 
 # %% ../nbs/18_cli.ipynb #5a657ec1
@@ -588,7 +588,7 @@ def _execute(experiment: Experiment, parameters: dict, nbs: Path, config: Config
     started = time.time()
     try:
         papermill.execute_notebook(str(notebook), str(paths["running"]), parameters=parameters, cwd=str(nbs),
-                                   progress_bar=progress, log_output=False)
+                                   progress_bar=progress, log_output=False, config=kernel_config())
     except BaseException as error:  # the last good notebook stays; this run's is kept apart, for its traceback
         kept = paths["running"].exists()
         if kept:
