@@ -25,6 +25,7 @@ BENCH_skipgrad := --steps 5 --repeats 2
 BENCH_cache := --gib 0.25 --repeats 1
 BENCH_negative_labels := --images 10000 --repeats 1
 BENCH_scale := --n 8192 --ram-n 256
+BENCH_gpu := --warmup 1 --iterations 1 --generation-iterations 1
 else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
@@ -96,6 +97,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/cache.py $(BENCH_cache)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/negative_labels.py $(BENCH_negative_labels)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/scale.py $(BENCH_scale)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu.py $(BENCH_gpu)
 
 # Draws the toy world (nbs/02b) and trains its models from scratch, one after another at two threads (minutes each),
 # into ood_repro/resources/toyworld/ with a manifest (nbs/02c): for now the smoke profile's three classifiers.
