@@ -26,6 +26,7 @@ BENCH_cache := --gib 0.25 --repeats 1
 BENCH_negative_labels := --images 10000 --repeats 1
 BENCH_scale := --n 8192 --ram-n 256
 BENCH_gpu := --warmup 1 --iterations 1 --generation-iterations 1
+BENCH_table_from_cache := --bank-fraction 0.01 --query-fraction 0.05
 else ifneq ($(BENCH),full)
 $(error BENCH must be full or quick, not $(BENCH))
 endif
@@ -97,6 +98,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/cache.py $(BENCH_cache)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/negative_labels.py $(BENCH_negative_labels)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/scale.py $(BENCH_scale)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/table_from_cache.py $(BENCH_table_from_cache)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu.py $(BENCH_gpu)
 
 # Draws the toy world (nbs/02b) and trains its models from scratch, one after another at two threads (minutes each),
