@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['TOY_WEIGHTS_DIR', 'TOY_CLASSIFIER_RECIPES', 'MANIFEST_NAME', 'TOY_EVALUATION_SPLITS', 'smoke_classifier',
-           'preprocess', 'train_classifier', 'classifier_logits', 'evaluate_classifier', 'save_classifier',
+           'preprocess', 'train_classifier', 'classifier_logits', 'evaluate_classifier', 'save_toy_weights',
            'check_toy_weights', 'train_toy_world']
 
 # %% ../nbs/02c_toy_training.ipynb #92952fdd
@@ -121,7 +121,7 @@ def evaluate_classifier(model: torch.nn.Module, name: str, id_test, ood_splits: 
 MANIFEST_NAME = "manifest.json"  # the record of every trained model in a weights folder
 
 # %% ../nbs/02c_toy_training.ipynb #8bcf66e1
-def save_classifier(model: torch.nn.Module, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
+def save_toy_weights(model: torch.nn.Module, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
     "Write `model`'s state_dict to `folder`/{name}.pt atomically and record it, with `record`, in the folder's manifest."
     folder = Path(folder)
     path = atomic_write(folder / f"{name}.pt", lambda handle: torch.save(model.state_dict(), handle))
@@ -173,7 +173,7 @@ def train_toy_world(folder=TOY_WEIGHTS_DIR, names=tuple(TOY_CLASSIFIER_RECIPES),
         final_loss = float(np.mean(history["loss"][-50:]))
         record = {"settings": history["settings"], "wall_s": round(history["wall_s"], 1),
                   "final_train_loss": final_loss, "final_train_loss_steps": min(50, len(history["loss"])), **results}
-        save_classifier(model, name, record, folder=folder)
+        save_toy_weights(model, name, record, folder=folder)
         print(f"{name}: {history['wall_s']:.0f} s, final loss {final_loss:.3f}, ID accuracy "
               f"{results['id_test_accuracy']:.3f}, MSP AUROC {results['msp_auroc']}", flush=True)
     return json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
