@@ -7,9 +7,9 @@ __all__ = ['ASSUMPTIONS', 'IMAGE_SETS', 'EXPERIMENT_WORK', 'SHARD_SIZE', 'Assump
            'assumed', 'kept_token_fraction', 'output_widths', 'ind_tags', 'stored_bytes', 'image_size', 'ram_head_macs',
            'gpu_images_per_second', 'projector_macs', 'Extraction', 'TagOODDecomposition', 'TagOODTraining',
            'Generation', 'SynOODFit', 'KNNBank', 'Work', 'experiment_parameters', 'synthetic_sets', 'experiment_work',
-           'profile_work', 'Cost', 'extraction_cost', 'decomposition_cost', 'training_cost', 'generation_cost',
-           'synood_fit_cost', 'knn_cost', 'cost', 'estimate', 'by_stage', 'completed', 'pending', 'disk_needed',
-           'free_disk', 'input_bytes', 'format_bytes', 'stage_lines']
+           'profile_work', 'Cost', 'extraction_cost', 'decomposition_cost', 'training_cost',
+           'inpainting_unet_evaluations', 'generation_cost', 'synood_fit_cost', 'knn_cost', 'cost', 'estimate',
+           'by_stage', 'completed', 'pending', 'disk_needed', 'free_disk', 'input_bytes', 'format_bytes', 'stage_lines']
 
 # %% ../nbs/04b_costs.ipynb #ee6f19da
 import functools
@@ -23,6 +23,7 @@ import open_clip
 import pandas as pd
 import timm
 import torch
+from diffusers import PNDMScheduler
 
 from .backbones import feature_blocks
 from .cache import FeatureCache, extract
@@ -34,7 +35,7 @@ from .pipeline import SYNTHETIC_SOURCES
 from .ram import IMAGENET_NUM_CLASSES, REAL_CONFIG, imagenet_class_tags
 from .registry import BACKBONE_LIBRARIES, MODELS, get_model
 from .synood.finetune import SYNOOD_TRAINING, Projection
-from .synood.generate import TextToImageSettings, generate_synthetic_sets
+from .synood.generate import SD2_INPAINT_SCHEDULER, TextToImageSettings, generate_synthetic_sets
 from .synood.guidance import guidance_settings
 from .tagood import TagOODProjector, decompose, train_tagood, training_settings
 
@@ -487,13 +488,21 @@ def training_cost(item: TagOODTraining, profile: str = "paper", measured: dict |
     return Cost("TagOOD training", what, item.images, artifact, artifact, batch,
                 flops / assumed(f"training_flops_per_second/{precision}", measured))
 
+# %% ../nbs/04b_costs.ipynb #21acb86c
+def inpainting_unet_evaluations(num_inference_steps: int, strength: float) -> int:
+    "UNet evaluations (per image, before classifier-free guidance doubles the batch) of one SD2 inpainting pass."
+    scheduler = PNDMScheduler.from_config(SD2_INPAINT_SCHEDULER)
+    scheduler.set_timesteps(num_inference_steps)
+    skipped = num_inference_steps - min(int(num_inference_steps * strength), num_inference_steps)
+    return len(scheduler.timesteps) - skipped * scheduler.order
+
 # %% ../nbs/04b_costs.ipynb #33e46bfe
 def generation_cost(item: Generation, profile: str = "paper", measured: dict | None = None) -> Cost:
     "The Cost of generating one synthetic set."
     unet, decode = assumed("unet_step_seconds", measured), assumed("vae_decode_seconds", measured)
     if item.kind == "grad":
         settings = guidance_settings(profile, num_inference_steps=item.steps, iterations=item.iterations)
-        denoising = min(int(settings.num_inference_steps * settings.strength), settings.num_inference_steps)
+        denoising = inpainting_unet_evaluations(settings.num_inference_steps, settings.strength)
         seconds = (settings.iterations * (denoising * unet + decode)
                    + (settings.iterations - 1) * assumed("guidance_backward_seconds", measured) + assumed("context_tags_seconds", measured))
         size, what = settings.image_size, f"Grad images, {settings.iterations} x {denoising} of {item.steps} steps"
