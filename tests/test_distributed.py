@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) extract the toy benchmark into one cache entry, equal to a single-process run.
+"""Two CPU processes (gloo) extract the toy world into one cache entry, equal to a single-process run.
 
 `ood-repro extract` is started under `accelerate launch --multi_gpu --num_processes 2` (torchrun underneath), with
 `--device cpu`: each process computes every other shard and rank 0 merges them (`ood_repro.distributed`). The
