@@ -33,7 +33,8 @@ from timm.models import resnet, swin_transformer, vision_transformer
 from torchvision import transforms
 
 from .config import check_profile, load_config
-from .data import TOY_ID_CLASSES, make_transform
+from .data import make_transform
+from .toyworld import ID_CLASSES
 from .registry import BACKBONE_LIBRARIES, BACKBONES, TINY_IMAGE_SIZE, ModelSpec, get_model
 
 # %% ../nbs/04_backbones.ipynb #11d590d1
@@ -507,7 +508,7 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
         raise ValueError(f"local_features (GL-MCM's patch embeddings) needs a CLIP model; {name!r} is a timm classifier.")
     tiny = profile != "paper"
     if spec.library == "timm" and tiny:
-        num_classes = len(TOY_ID_CLASSES) if num_classes is None else num_classes
+        num_classes = len(ID_CLASSES) if num_classes is None else num_classes
     elif num_classes is not None:
         raise ValueError(f"num_classes only sizes the head of a tiny classifier (smoke profile); model {name!r} "
                          f"in profile {profile!r} has a fixed {'ImageNet head' if spec.library == 'timm' else 'CLIP embedding'}.")

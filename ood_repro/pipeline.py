@@ -26,6 +26,7 @@ from .ram import RAM_MODELS, get_ram_extractor, imagenet_class_tags, imagenet_cl
 from .scorer import Scorer
 from .store import MANIFEST_FILE, artifact_path, atomic_write, cache_key
 from .tagood import class_tag_indices, training_settings
+from .toyworld import ID_CLASS_TAGS
 
 # %% ../nbs/12_pipeline.ipynb #c2b97449
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ def check_datasets(names, config) -> None:
 
 # %% ../nbs/12_pipeline.ipynb #4e788100
 def ram_class_tags(id_test: str = "imagenet-val", profile: str = "smoke", config=None) -> list:
-    "The RAM tag of every in-distribution class, in label order: TagOOD's ImageNet map (paper) or the toy class names."
+    "The RAM tag of every in-distribution class, in label order: TagOOD's ImageNet map (paper) or the toy shapes (smoke)."
     if profile != "paper":
-        return class_names(id_test, profile, config)
+        return list(ID_CLASS_TAGS)
     if class_names(id_test, "paper", config) != imagenet_class_wnids():
         raise ValueError("The ImageNet val class folders are not the 1000 wnids of TagOOD's class → tag map in label "
                          "order (ood_repro.ram.imagenet_class_wnids()): sort ImageNet into its 1000 wnid folders.")

@@ -29,7 +29,8 @@ from torch import nn
 
 from .backbones import file_sha256, hub_offline, load_checkpoint
 from .config import check_profile, load_config
-from .data import TOY_BACKGROUNDS, TOY_ID_CLASSES, TOY_NEAR_OBJECTS, TOY_TEXTURES, make_transform
+from .data import make_transform
+from .toyworld import VOCABULARY
 from .registry import MODELS, ModelSpec, get_model
 
 # %% ../nbs/13_ram.ipynb #e984a5cd
@@ -111,8 +112,7 @@ def imagenet_class_wnids() -> list:
     return [wnid for wnid, _ in _imagenet_rows()]
 
 # %% ../nbs/13_ram.ipynb #186f4aaa
-TINY_TAGS = tuple(name.replace("_", " ") for name in
-                  [*sorted(TOY_ID_CLASSES), *TOY_NEAR_OBJECTS, *TOY_BACKGROUNDS, *TOY_TEXTURES])
+TINY_TAGS = VOCABULARY
 VARIANTS = ("ram", "ram_plus")
 
 

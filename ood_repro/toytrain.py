@@ -41,7 +41,7 @@ def smoke_classifier(name: str, seed: int = 0, checkpoint=None):
     "The smoke profile's extractor of classifier `name` with a head for the toy world's ID classes."
     if get_model(name).library != "timm":
         raise ValueError(f"smoke_classifier: {name!r} is not a classifier; use one of {tuple(TOY_CLASSIFIER_RECIPES)}.")
-    return get_extractor(name, "smoke", seed=seed, checkpoint=checkpoint, num_classes=len(ID_CLASSES))
+    return get_extractor(name, "smoke", seed=seed, checkpoint=checkpoint)
 
 # %% ../nbs/02c_toy_training.ipynb #e8298929
 def preprocess(images: np.ndarray, transform) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) extract the toy benchmark into one cache entry, equal to a single-process run.
+"""Two CPU processes (gloo) extract the toy world into one cache entry, equal to a single-process run.
 
 `ood-repro extract` is started under `accelerate launch --multi_gpu --num_processes 2` (torchrun underneath), with
 `--device cpu`: each process computes every other shard and rank 0 merges them (`ood_repro.distributed`). The
@@ -35,16 +35,16 @@ def test_two_processes_merge_into_the_single_process_entry(tmp_path):
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()), str(script),
                "extract", "--model", "resnet50", "--dataset", "imagenet-val", "--device", "cpu",
-               "--shard-size", "8", "--batch-size", "4"]
+               "--shard-size", "40", "--batch-size", "20"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
     extractor = get_extractor("resnet50", "smoke", seed=0)
     dataset = get_dataset("imagenet-val", "smoke", transform=extractor.transform)
-    single = extract(extractor, dataset, FeatureCache(tmp_path / "one_process"), shard_size=8, batch_size=4,
+    single = extract(extractor, dataset, FeatureCache(tmp_path / "one_process"), shard_size=40, batch_size=20,
                      progress=False)
     n_shards = len(single.manifest["shards"])
-    assert n_shards == 8, "the toy ImageNet validation set has 60 images: 8 shards of up to 8"
+    assert n_shards == 8, "the toy ImageNet validation set has 300 images: 8 shards of up to 40"
 
     assert "rank 0 of 2: computed shards 0, 2, 4, 6" in result.stdout, result.stdout
     assert "rank 1 of 2: computed shards 1, 3, 5, 7" in result.stdout, result.stdout
