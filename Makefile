@@ -102,9 +102,10 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu.py $(BENCH_gpu)
 
 # Draws the toy world (nbs/02b) and trains its models from scratch, one after another at two threads (minutes each),
-# into ood_repro/resources/toyworld/ with a manifest (nbs/02c): for now the smoke profile's three classifiers.
+# into ood_repro/resources/toyworld/ with a manifest: the smoke profile's three classifiers (nbs/02c), then the
+# RAM-shaped tagger (nbs/02d, about 20 minutes at one thread).
 toy-world: install
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world()"
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world(); from ood_repro.toytagger import train_toy_tagger; train_toy_tagger()"
 
 # Every experiment notebook in nbs/ (found by the CLI, so new ones need no edit here), a summary, then every file written.
 reproduce: install
