@@ -7,7 +7,7 @@ __all__ = ['TOY_CLIP_NAMES', 'TOY_CLIP_RECIPE', 'TOY_CLIP_TRAIN_SPLITS', 'MAX_LO
            'STORAGE_DTYPE', 'smoke_clip', 'contrastive_loss', 'learning_rate', 'train_clip', 'toy_class_names',
            'clip_image_features', 'evaluate_clip', 'save_toy_clip', 'train_toy_clips']
 
-# %% ../nbs/02e_toy_clip.ipynb #8a83d71c
+# %% ../nbs/02e_toy_clip.ipynb #74426911
 import copy
 import math
 import time
@@ -27,7 +27,7 @@ from .registry import MODELS, TINY_IMAGE_SIZE, get_model
 from .toytrain import TOY_WEIGHTS_DIR, preprocess, save_toy_weights
 from .toyworld import CORPUS, ID_CLASSES, make_split
 
-# %% ../nbs/02e_toy_clip.ipynb #5b4ef72e
+# %% ../nbs/02e_toy_clip.ipynb #3e15b147
 TOY_CLIP_NAMES = ("clip-rn50", "clip-vit-b32", "clip-vit-b16")  # SynOOD Table 3's three CLIP backbones
 
 
@@ -37,12 +37,12 @@ def smoke_clip(name: str, seed: int = 0, checkpoint=None):
         raise ValueError(f"smoke_clip: {name!r} is not a CLIP model; use one of {TOY_CLIP_NAMES}.")
     return get_extractor(name, "smoke", seed=seed, checkpoint=checkpoint)
 
-# %% ../nbs/02e_toy_clip.ipynb #4af4692b
+# %% ../nbs/02e_toy_clip.ipynb #3d59442d
 TOY_CLIP_RECIPE = {"steps": 600, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.1, "warmup_steps": 50}
 TOY_CLIP_TRAIN_SPLITS = ("id_train", "world_extra")  # the toy world's web: the ID classes and everything else
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps its learned temperature's exp at 100 (arXiv 2103.00020, §2.5)
 
-# %% ../nbs/02e_toy_clip.ipynb #5d129634
+# %% ../nbs/02e_toy_clip.ipynb #584b4de3
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale) -> torch.Tensor:
     "CLIP's symmetric InfoNCE over B matching pairs: row i of `image_features` (B, E) matches row i of `text_features`."
     if image_features.shape != text_features.shape or image_features.ndim != 2:
@@ -52,14 +52,14 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     targets = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
-# %% ../nbs/02e_toy_clip.ipynb #1d35e660
+# %% ../nbs/02e_toy_clip.ipynb #ca252ffd
 def learning_rate(step: int, steps: int, lr: float, warmup_steps: int) -> float:
     "The rate at `step` (0-based): linear warm-up to `lr` over `warmup_steps`, then a cosine decay to zero at `steps`."
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     return lr * (1 + math.cos(math.pi * (step - warmup_steps) / (steps - warmup_steps))) / 2
 
-# %% ../nbs/02e_toy_clip.ipynb #1c1c51c8
+# %% ../nbs/02e_toy_clip.ipynb #4762bf49
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list:
     "AdamW's groups: weight decay on the weight matrices (embeddings included), none on gains, biases and the temperature."
     decayed, exempt = [], []
@@ -131,7 +131,7 @@ def train_clip(name: str, seed: int = 0, steps: int = 600, batch_size: int = 128
                "settings": settings}
     return model.eval(), history
 
-# %% ../nbs/02e_toy_clip.ipynb #23c5eb20
+# %% ../nbs/02e_toy_clip.ipynb #85f8cd17
 TOY_CLIP_EVALUATION_SPLITS = ("ninco", "ssb_hard", "textures", "sun")  # near, near (semantic), far, far (context)
 
 
@@ -170,7 +170,7 @@ def evaluate_clip(extractor, id_test, ood_splits: dict, corpus: WordCorpus | Non
             results[method][split_name] = {"auroc": metrics["auroc"], "fpr95": metrics["fpr95"]}
     return results
 
-# %% ../nbs/02e_toy_clip.ipynb #dba7f75a
+# %% ../nbs/02e_toy_clip.ipynb #26ffdc3d
 STORAGE_DTYPE = torch.float16  # the shipped weights' precision; loading casts them back to the model's float32
 
 
@@ -180,7 +180,7 @@ def save_toy_clip(model: torch.nn.Module, name: str, record: dict, folder=TOY_WE
     return save_toy_weights(stored, name, dict(record, storage_dtype=str(STORAGE_DTYPE).removeprefix("torch.")),
                             folder=folder)
 
-# %% ../nbs/02e_toy_clip.ipynb #0f9586e3
+# %% ../nbs/02e_toy_clip.ipynb #4e54d8c0
 def train_toy_clips(folder=TOY_WEIGHTS_DIR, names=TOY_CLIP_NAMES, seed: int = 0, world_seed: int = 0,
                     image_size: int = TINY_IMAGE_SIZE, log_every: int = 100) -> dict:
     "Train, save and evaluate every CLIP model in `names` with TOY_CLIP_RECIPE into `folder`; returns their records."
