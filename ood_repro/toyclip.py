@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['TOY_CLIP_NAMES', 'TOY_CLIP_RECIPE', 'TOY_CLIP_TRAIN_SPLITS', 'MAX_LOGIT_SCALE', 'TOY_CLIP_EVALUATION_SPLITS',
-           'STORAGE_DTYPE', 'smoke_clip', 'contrastive_loss', 'learning_rate', 'train_clip', 'toy_class_names',
-           'clip_image_features', 'evaluate_clip', 'save_toy_clip', 'train_toy_clips']
+           'STORAGE_DTYPE', 'smoke_clip', 'contrastive_loss', 'learning_rate', 'train_clip', 'clip_image_features',
+           'evaluate_clip', 'save_toy_clip', 'train_toy_clips']
 
 # %% ../nbs/02e_toy_clip.ipynb #74426911
 import copy
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .backbones import get_extractor
 from .clip_baselines import MCM, mcm_prompts
 from .config import profile_settings
+from .data import class_names
 from .labels import encode_prompts
 from .metrics import evaluate
 from .neglabel import NegLabel, WordCorpus, class_prompts, mine_negatives
@@ -135,11 +136,6 @@ def train_clip(name: str, seed: int = 0, steps: int = 600, batch_size: int = 128
 TOY_CLIP_EVALUATION_SPLITS = ("ninco", "ssb_hard", "textures", "sun")  # near, near (semantic), far, far (context)
 
 
-def toy_class_names() -> list:
-    "The toy world's ID class names as the smoke notebooks prompt them: 'red disc' for the class 'red_disc'."
-    return [name.replace("_", " ") for name in ID_CLASSES]
-
-
 def clip_image_features(extractor, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
     "Normalised image embeddings (N, E) of uint8 `images` (N, S, S, 3) through `extractor` and its transform."
     return torch.cat([extractor(preprocess(images[start:start + batch_size], extractor.transform))["image_features"]
@@ -148,7 +144,7 @@ def clip_image_features(extractor, images: np.ndarray, batch_size: int = 256) ->
 
 def evaluate_clip(extractor, id_test, ood_splits: dict, corpus: WordCorpus | None = None) -> dict:
     "Zero-shot ID accuracy, and MCM's and NegLabel's AUROC and FPR95 per OOD split ({name: ToyWorldSplit})."
-    names = toy_class_names()
+    names = class_names("imagenet-val", "smoke")
     corpus = WordCorpus(CORPUS, (), source="toy world CORPUS, every word as a noun") if corpus is None else corpus
     mcm_features = extractor.encode_text(mcm_prompts(names))
     id_features = clip_image_features(extractor, id_test.images)
