@@ -1,7 +1,7 @@
 """Skip gradient vs full backpropagation: time and peak memory of one SynOOD guidance iteration.
 
 Run: .venv/bin/python bench/skipgrad.py [--steps 5 10 20] [--image-size 64] [--batch 2] [--repeats 3]
-     [--ratio-batch 8] [--sd2-size 64]
+     [--ratio-batch 8] [--sd2-size 64] [--flops-size 512] [--real-sd2-sizes 128 256 [--real-sd2-steps 2 5]]
 
 One guidance iteration (`GuidedInpainter.guidance_step`: denoise z_T into the final latent, decode it, score it with
 the classifier, and take the gradient for the noise) runs on the same tiny SD2-style inpainting pipeline and tiny
@@ -51,6 +51,14 @@ and 31 evaluations is then carried to 512 x 512 by the growth with pixels measur
 attention, whose pixel-independent parts, the text encoder and the 224 px classifier, shrink in share); memory is
 also given halved for float16 (the classifier stays float32 but is small). The time is this CPU's, float32.
 
+FLOPs at real size (`--flops-size 512`, none by default; under a minute, nothing computed): each part of one guidance
+pass for one image, counted by torch.utils.flop_counter on SD2 inpainting's real models built on the meta device with
+frozen weights (as GuidedInpainter freezes them, so backward passes compute input gradients only): the UNet's
+evaluation and backward, the text encoder, the VAE encoder of the masked image (the pipeline encodes it on every
+call), the VAE decoder and its backward, the ResNet-50. From them: skip and full FLOPs at 20 and 50 steps and their
+ratio, and the share of the work the pipeline repeats on every pass (text and masked-image encoders), which a
+generation could do once instead of on each of its 3 passes.
+
 The gradients of every mode are checked to be finite and the batched images against the single ones; the script
 exits with status 1 otherwise.
 """
@@ -66,6 +74,7 @@ import torch
 import torchvision
 from diffusers import AutoencoderKL
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -276,6 +285,68 @@ def print_real_sd2_extrapolation(rows: list, targets=((20, 13), (50, 31))) -> No
     print("  each cell: with the measured exponent e / proportional to pixels (e = 1); float16 halves the memory")
 
 
+def counted_flops(function) -> int:
+    "Floating-point operations of one call of `function` (torch.utils.flop_counter: a multiply-add counts 2)."
+    with FlopCounterMode(display=False) as counter:
+        function()
+    return counter.get_total_flops()
+
+
+def sd2_part_flops(size: int) -> dict:
+    "FLOPs of each part of one guidance pass for one image at `size` px, SD2 inpainting's real models on the meta device."
+    # bench/gpu.py imports this module's SD2_VAE: imported here, not at the top, to keep the import order one-way
+    from gpu import base_extractor, sd2_inpaint_pipeline
+
+    latent = size // 8
+    with torch.device("meta"):
+        pipeline = sd2_inpaint_pipeline("paper")
+        classifier = base_extractor("resnet50", "paper")
+        for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder, classifier.model):
+            module.requires_grad_(False)  # as GuidedInpainter freezes them: backward computes input gradients only
+        prompt_embeddings = torch.randn(2, 77, pipeline.text_encoder.config.hidden_size)
+        unet_input = torch.randn(2, 9, latent, latent, requires_grad=True)
+        timestep = torch.tensor([601, 601])
+        decoder_input = torch.randn(1, 4, latent, latent, requires_grad=True)
+        classifier_input = torch.randn(1, 3, 224, 224, requires_grad=True)
+        unet = counted_flops(lambda: pipeline.unet(unet_input, timestep, prompt_embeddings))
+        decoder = counted_flops(lambda: pipeline.vae.decode(decoder_input))
+        classifier_forward = counted_flops(lambda: classifier.model(classifier_input))
+        return {
+            "UNet evaluation (CFG: 2 latents)": unet,
+            "UNet backward (full only)": counted_flops(
+                lambda: pipeline.unet(unet_input, timestep, prompt_embeddings).sample.sum().backward()) - unet,
+            "text encoder (prompt and empty prompt)": counted_flops(
+                lambda: pipeline.text_encoder(torch.zeros(2, 77, dtype=torch.long))),
+            "VAE encoder (the masked image)": counted_flops(lambda: pipeline.vae.encode(torch.randn(1, 3, size, size))),
+            "VAE decoder": decoder,
+            "VAE decoder backward": counted_flops(
+                lambda: pipeline.vae.decode(decoder_input).sample.sum().backward()) - decoder,
+            "ResNet-50 forward and backward (224 px)": counted_flops(
+                lambda: classifier.model(classifier_input).sum().backward()),
+        }
+
+
+def print_sd2_flops(size: int, targets=((20, 13), (50, 31))) -> None:
+    "The FLOPs of one guidance pass per image at `size` px by part, skip and full, and what the per-pass recomputation costs."
+    parts = sd2_part_flops(size)
+    print(f"\nFLOPs of one guidance pass, one image at {size} px, SD2 inpainting's real models (meta device, "
+          f"torch.utils.flop_counter):")
+    for name, value in parts.items():
+        print(f"  {name:<42} {value / 1e12:8.3f} TFLOP")
+    unet, unet_backward = parts["UNet evaluation (CFG: 2 latents)"], parts["UNet backward (full only)"]
+    once_per_pass = parts["text encoder (prompt and empty prompt)"] + parts["VAE encoder (the masked image)"]
+    tail = sum(parts.values()) - unet - unet_backward  # everything but the UNet
+    for steps, evaluations in targets:
+        skip = evaluations * unet + tail
+        full = skip + evaluations * unet_backward
+        # generate: the passes with a gradient, then one without (decoder and classifier forward only)
+        last = evaluations * unet + once_per_pass + parts["VAE decoder"]
+        generate = 2 * skip + last
+        print(f"  {steps} steps ({evaluations} UNet evaluations): skip {skip / 1e12:.1f}, full {full / 1e12:.1f} TFLOP, "
+              f"full / skip {full / skip:.2f}x; text and masked-image encoders {once_per_pass / skip:.1%} of a skip "
+              f"pass, {2 * once_per_pass / generate:.1%} of a 3-pass generate if computed once")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20], help="num_inference_steps values")
@@ -290,6 +361,8 @@ def main(argv=None):
                         help="pixels at which to run the real-size SD2 UNet/VAE skip vs full (e.g. 128 256; minutes)")
     parser.add_argument("--real-sd2-steps", type=int, nargs="+", default=[2, 4, 5],
                         help="num_inference_steps of the real-size runs (2, 4, 5: 2, 3, 4 UNet evaluations)")
+    parser.add_argument("--flops-size", type=int, default=0,
+                        help="pixels of the FLOP count of one real-size SD2 guidance pass by part (e.g. 512; 0: none)")
     args = parser.parse_args(argv)
     if any(size < 8 or size % 8 for size in args.real_sd2_sizes) or min(args.real_sd2_steps) < 2:
         raise SystemExit(f"--real-sd2-sizes must be multiples of 8 and --real-sd2-steps at least 2 (strength 0.6 leaves "
@@ -353,6 +426,8 @@ def main(argv=None):
               f"{sizes['decoder float16 at 512'] / 2**30:.2f} GiB (float16, 512 px); "
               f"ResNet-50 {sizes['classifier float32'] / 2**20:.0f} MB (float32, 224 px); "
               f"total {sizes['total'] / 2**30:.2f} GiB per image, {8 * sizes['total'] / 2**30:.1f} GiB for 8")
+    if args.flops_size:
+        print_sd2_flops(args.flops_size)
     if args.real_sd2_sizes:
         rows = real_sd2_rows(args.real_sd2_sizes, args.real_sd2_steps, args.seed)
         failures += [f"real-size {row['mode']} gradient at {row['size']} px, {row['steps']} steps is not finite"
