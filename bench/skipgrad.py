@@ -310,7 +310,6 @@ def sd2_part_flops(size: int) -> dict:
         classifier_input = torch.randn(1, 3, 224, 224, requires_grad=True)
         unet = counted_flops(lambda: pipeline.unet(unet_input, timestep, prompt_embeddings))
         decoder = counted_flops(lambda: pipeline.vae.decode(decoder_input))
-        classifier_forward = counted_flops(lambda: classifier.model(classifier_input))
         return {
             "UNet evaluation (CFG: 2 latents)": unet,
             "UNet backward (full only)": counted_flops(
