@@ -343,7 +343,7 @@ def print_sd2_flops(size: int, targets=((20, 13), (50, 31))) -> None:
         generate = 2 * skip + last
         print(f"  {steps} steps ({evaluations} UNet evaluations): skip {skip / 1e12:.1f}, full {full / 1e12:.1f} TFLOP, "
               f"full / skip {full / skip:.2f}x; text and masked-image encoders {once_per_pass / skip:.1%} of a skip "
-              f"pass, {2 * once_per_pass / generate:.1%} of a 3-pass generate if computed once")
+              f"pass; computing them once would save {2 * once_per_pass / generate:.1%} of a 3-pass generate")
 
 
 def main(argv=None):
