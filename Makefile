@@ -27,7 +27,10 @@ BENCH_negative_labels := --images 10000 --repeats 1
 BENCH_scale := --n 8192 --ram-n 256
 BENCH_gpu := --warmup 1 --iterations 1 --generation-iterations 1
 BENCH_table_from_cache := --bank-fraction 0.01 --query-fraction 0.05
-else ifneq ($(BENCH),full)
+else ifeq ($(BENCH),full)
+# the FLOPs of one real-size SD2 guidance pass, skip vs full (about a minute); the measured real-size runs are opt-in
+BENCH_skipgrad := --flops-size 512
+else
 $(error BENCH must be full or quick, not $(BENCH))
 endif
 
@@ -103,9 +106,9 @@ bench: install
 
 # Draws the toy world (nbs/02b) and trains its models from scratch, one after another at two threads (minutes each),
 # into ood_repro/resources/toyworld/ with a manifest: the smoke profile's three classifiers (nbs/02c), then the
-# RAM-shaped tagger (nbs/02d, about 20 minutes at one thread).
+# RAM-shaped tagger (nbs/02d, about 20 minutes at one thread), then the three CLIP models (nbs/02e, 5-15 minutes each).
 toy-world: install
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world(); from ood_repro.toytagger import train_toy_tagger; train_toy_tagger()"
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world(); from ood_repro.toytagger import train_toy_tagger; train_toy_tagger(); from ood_repro.toyclip import train_toy_clips; train_toy_clips()"
 
 # Every experiment notebook in nbs/ (found by the CLI, so new ones need no edit here), a summary, then every file written.
 reproduce: install
