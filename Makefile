@@ -34,7 +34,7 @@ else
 $(error BENCH must be full or quick, not $(BENCH))
 endif
 
-.PHONY: install system-deps lab test test-slow reproduce check-clean check-papermill bench toy-world clean
+.PHONY: install system-deps lab test test-slow reproduce check-clean check-papermill bench toy-world toy-world-figure clean
 # Debian packages the tests read: WordNet 3.0 (the database NegLabel's word corpus is derived from when the release's lists are not configured; read from its data files), and the
 # browser of the JupyterLab test with fonts for its screenshot (driven by Playwright; `playwright install` is never run).
 DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
@@ -109,6 +109,10 @@ bench: install
 # RAM-shaped tagger (nbs/02d, about 20 minutes at one thread), then the three CLIP models (nbs/02e, 5-15 minutes each).
 toy-world: install
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world(); from ood_repro.toytagger import train_toy_tagger; train_toy_tagger(); from ood_repro.toyclip import train_toy_clips; train_toy_clips()"
+
+# README.md's picture of the toy world: the first images of every split (nbs/02b, `plot_world`).
+toy-world-figure: install
+	MPLBACKEND=Agg $(BIN)/python -c "from ood_repro.toyworld import plot_world; plot_world().savefig('figures/toy_world.png', dpi=90)"
 
 # Every experiment notebook in nbs/ (found by the CLI, so new ones need no edit here), a summary, then every file written.
 reproduce: install

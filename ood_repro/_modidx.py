@@ -1421,4 +1421,5 @@ d = { 'settings': { 'branch': 'main',
                                     'ood_repro.toyworld._words': ('toy_world.html#_words', 'ood_repro/toyworld.py'),
                                     'ood_repro.toyworld.ensure_split': ('toy_world.html#ensure_split', 'ood_repro/toyworld.py'),
                                     'ood_repro.toyworld.make_split': ('toy_world.html#make_split', 'ood_repro/toyworld.py'),
+                                    'ood_repro.toyworld.plot_world': ('toy_world.html#plot_world', 'ood_repro/toyworld.py'),
                                     'ood_repro.toyworld.write_split': ('toy_world.html#write_split', 'ood_repro/toyworld.py')}}}

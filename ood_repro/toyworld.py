@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SHAPE_FAMILIES', 'COLOUR_FAMILIES', 'COLOUR_JITTER', 'TAG_GROUPS', 'VOCABULARY', 'ID_CLASSES', 'ID_CLASS_TAGS',
            'CLASS_CONTEXT', 'CORPUS', 'IMAGE_KINDS', 'WORLD_SPLITS', 'WORLD_COUNTERPARTS', 'WorldSplitSpec',
-           'ToyWorldSplit', 'make_split', 'write_split', 'ensure_split']
+           'ToyWorldSplit', 'make_split', 'plot_world', 'write_split', 'ensure_split']
 
 # %% ../nbs/02b_toy_world.ipynb #52735a98
 import json
@@ -645,6 +645,23 @@ def make_split(name: str, seed: int = 0, image_size: int = 32, n: int | None = N
         tags=tags, masks=np.concatenate(masks)[:count], captions=captions[:count],
         kinds=np.array([scene["kind"] for scene in scenes]),
         objects=[tuple((thing["shape"], thing["colour"]) for thing in scene["objects"]) for scene in scenes])
+
+# %% ../nbs/02b_toy_world.ipynb #f3f85d4a
+def plot_world(seed: int = 0, image_size: int = 64, per_split: int = 8):
+    "A figure of `per_split` images of every split of the world drawn with `seed`, one row per split."
+    import matplotlib.pyplot as plt  # imported here: drawing the world must not need a plotting library
+    figure, axes = plt.subplots(len(WORLD_SPLITS), per_split, figsize=(per_split + 3, len(WORLD_SPLITS) * 1.02),
+                                squeeze=False)
+    for row, (name, spec) in enumerate(WORLD_SPLITS.items()):
+        split = make_split(name, seed=seed, image_size=image_size, n=per_split)  # its kinds cycle over the index
+        for column in range(per_split):
+            axes[row, column].imshow(split.images[column], interpolation="nearest")
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        label = name + (f"\n({', '.join(spec.stands_for)})" if spec.stands_for else "\n(training only)")
+        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+    figure.subplots_adjust(left=0.26, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.08)
+    return figure
 
 # %% ../nbs/02b_toy_world.ipynb #22bcd914
 _GENERATOR_VERSION = 1  # changes whenever the same arguments would draw other images
