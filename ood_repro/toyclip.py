@@ -25,7 +25,8 @@ from .labels import encode_prompts
 from .metrics import evaluate
 from .neglabel import NegLabel, WordCorpus, class_prompts, mine_negatives
 from .registry import MODELS, TINY_IMAGE_SIZE, get_model
-from .toytrain import TOY_WEIGHTS_DIR, preprocess, save_toy_weights
+from .toytrain import (TOY_WEIGHTS_DIR, batch_order, check_recipe, check_world_splits, preprocess,
+                               save_toy_weights)
 from .toyworld import CORPUS, ID_CLASSES, make_split
 
 # %% ../nbs/02e_toy_clip.ipynb #3e15b147
@@ -73,19 +74,16 @@ def train_clip(name: str, seed: int = 0, steps: int = 600, batch_size: int = 128
                weight_decay: float = 0.1, warmup_steps: int = 50, image_size: int = TINY_IMAGE_SIZE,
                world_seed: int = 0, train_splits=None, log_every: int = 0) -> tuple:
     "Train the smoke CLIP model `name` on the toy world's image–caption pairs; returns (network in eval mode, history)."
-    for parameter, value, least in [("steps", steps, 1), ("batch_size", batch_size, 2), ("warmup_steps", warmup_steps, 0)]:
-        if not isinstance(value, int) or value < least:
-            raise ValueError(f"train_clip: {parameter} must be an int of at least {least}, got {value!r}.")
+    check_recipe("train_clip", steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+    if batch_size < 2:  # each pair's contrastive loss needs at least one other pair in its batch
+        raise ValueError(f"train_clip: batch_size must be an int of at least 2, got {batch_size!r}.")
+    if not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"train_clip: warmup_steps must be an int of at least 0, got {warmup_steps!r}.")
     if warmup_steps >= steps:
         raise ValueError(f"train_clip: warmup_steps ({warmup_steps}) must be fewer than steps ({steps}).")
-    if not lr > 0 or not weight_decay >= 0:
-        raise ValueError(f"train_clip: lr must be positive and weight_decay >= 0; got {lr}, {weight_decay}.")
     if train_splits is None:
         train_splits = [make_split(split, seed=world_seed, image_size=image_size) for split in TOY_CLIP_TRAIN_SPLITS]
-    for split in train_splits:
-        if split.images.shape[1] != image_size or split.seed != world_seed:
-            raise ValueError(f"train_clip: split {split.name!r} was drawn with seed {split.seed} at "
-                             f"{split.images.shape[1]} px, not world_seed={world_seed} at image_size={image_size}.")
+    check_world_splits("train_clip", train_splits, world_seed=world_seed, image_size=image_size)
     images = np.concatenate([split.images for split in train_splits])
     captions = [caption for split in train_splits for caption in split.captions]
     if len(captions) < batch_size:
@@ -94,9 +92,7 @@ def train_clip(name: str, seed: int = 0, steps: int = 600, batch_size: int = 128
     extractor = smoke_clip(name, seed=seed)
     model = extractor.model.train()
     tokens = extractor.tokenizer(captions)
-    generator = torch.Generator().manual_seed(seed)
-    epochs = math.ceil(steps * batch_size / len(captions))
-    order = torch.cat([torch.randperm(len(captions), generator=generator) for _ in range(epochs)])
+    order = batch_order(len(captions), steps=steps, batch_size=batch_size, seed=seed)
     optimizer = torch.optim.AdamW(_parameter_groups(model, weight_decay), lr=lr)
     losses, rates, scales = [], [], []
     for step in range(steps):

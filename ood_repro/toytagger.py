@@ -10,7 +10,6 @@ __all__ = ['TOY_RAM_CONFIG', 'TOY_TAGGER_TRAIN_SPLITS', 'TOY_TAGGER_RECIPE', 'TO
 
 # %% ../nbs/02d_toy_tagger.ipynb #07e5b83f
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,8 @@ from .data import make_transform
 from .metrics import evaluate
 from .ram import RAM, RAMConfig, RAMExtractor, official_name
 from .registry import TINY_IMAGE_SIZE, get_model
-from .toytrain import MANIFEST_NAME, TOY_EVALUATION_SPLITS, TOY_WEIGHTS_DIR, preprocess, save_toy_weights
+from .toytrain import (MANIFEST_NAME, TOY_EVALUATION_SPLITS, TOY_WEIGHTS_DIR, batch_order, check_recipe,
+                               check_world_splits, gradient_step, preprocess, save_toy_weights)
 from .toyworld import ID_CLASS_TAGS, ID_CLASSES, TAG_GROUPS, VOCABULARY, WORLD_SPLITS, make_split
 
 # %% ../nbs/02d_toy_tagger.ipynb #f0afd75a
@@ -68,26 +68,17 @@ TOY_TAGGER_LOSS = {"gamma_negative": 7.0, "gamma_positive": 0.0, "margin": 0.05}
 def train_tagger(seed: int = 0, steps: int = 2000, batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.05,
                  world_seed: int = 0, train_splits=None, log_every: int = 0) -> tuple:
     "Train `RAM(TOY_RAM_CONFIG, 'ram', seed)` on the toy world's tags; returns (network in eval mode, history)."
-    for parameter, value in [("steps", steps), ("batch_size", batch_size)]:
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"train_tagger: {parameter} must be a positive int, got {value!r}.")
-    if not lr > 0 or not weight_decay >= 0:
-        raise ValueError(f"train_tagger: lr must be positive and weight_decay >= 0; got {lr}, {weight_decay}.")
+    check_recipe("train_tagger", steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
     image_size = TOY_RAM_CONFIG.image_size
     if train_splits is None:
         train_splits = [make_split(name, seed=world_seed, image_size=image_size) for name in TOY_TAGGER_TRAIN_SPLITS]
-    for split in train_splits:
-        if split.images.shape[1] != image_size or split.seed != world_seed:
-            raise ValueError(f"train_tagger: split {split.name!r} was drawn with seed {split.seed} at "
-                             f"{split.images.shape[1]} px, not world_seed={world_seed} at {image_size} px.")
+    check_world_splits("train_tagger", train_splits, world_seed=world_seed, image_size=image_size)
     started = time.perf_counter()
     model = RAM(TOY_RAM_CONFIG, "ram", seed=seed).train()
     transform = toy_ram_transform()
     images = np.concatenate([split.images for split in train_splits])
     targets = torch.from_numpy(np.concatenate([split.tags for split in train_splits])).float()
-    generator = torch.Generator().manual_seed(seed)
-    epochs = math.ceil(steps * batch_size / len(targets))
-    order = torch.cat([torch.randperm(len(targets), generator=generator) for _ in range(epochs)])
+    order = batch_order(len(targets), steps=steps, batch_size=batch_size, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     losses, rates = [], []
@@ -97,12 +88,9 @@ def train_tagger(seed: int = 0, steps: int = 2000, batch_size: int = 64, lr: flo
             batch = order[step * batch_size:(step + 1) * batch_size]
             logits = model(preprocess(images[batch.numpy()], transform)).tag_logits
             loss = asymmetric_loss(logits, targets[batch], **TOY_TAGGER_LOSS)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            rates.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            rate, loss_value = gradient_step(loss, optimizer, schedule)
+            rates.append(rate)
+            losses.append(loss_value)
             if log_every and (step + 1) % log_every == 0:
                 print(f"step {step + 1}/{steps}: loss {np.mean(losses[-log_every:]):.3f} "
                       f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['TOY_WEIGHTS_DIR', 'TOY_CLASSIFIER_RECIPES', 'MANIFEST_NAME', 'TOY_EVALUATION_SPLITS', 'smoke_classifier',
-           'preprocess', 'train_classifier', 'classifier_logits', 'evaluate_classifier', 'save_toy_weights',
-           'check_toy_weights', 'train_toy_world']
+           'preprocess', 'check_recipe', 'check_world_splits', 'batch_order', 'gradient_step', 'train_classifier',
+           'classifier_logits', 'evaluate_classifier', 'save_toy_weights', 'check_toy_weights', 'train_toy_world']
 
 # %% ../nbs/02c_toy_training.ipynb #92952fdd
 import json
@@ -51,21 +51,56 @@ def preprocess(images: np.ndarray, transform) -> torch.Tensor:
         raise ValueError(f"preprocess: images must be uint8 of shape (N, S, S, 3); got {images.dtype} {images.shape}.")
     return torch.stack([transform(Image.fromarray(image)) for image in images])
 
+# %% ../nbs/02c_toy_training.ipynb #e8f24a33
+def check_recipe(caller: str, steps: int, batch_size: int, lr: float, weight_decay: float) -> None:
+    "Raise a ValueError naming `caller` and the parameter unless steps and batch_size are positive ints, lr > 0, weight_decay >= 0."
+    for parameter, value in [("steps", steps), ("batch_size", batch_size)]:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{caller}: {parameter} must be a positive int, got {value!r}.")
+    if not lr > 0:
+        raise ValueError(f"{caller}: lr must be positive, got {lr!r}.")
+    if not weight_decay >= 0:
+        raise ValueError(f"{caller}: weight_decay must be >= 0, got {weight_decay!r}.")
+
+# %% ../nbs/02c_toy_training.ipynb #0f60c33e
+def check_world_splits(caller: str, splits, world_seed: int, image_size: int) -> None:
+    "Raise a ValueError naming `caller` and the split unless every one of `splits` was drawn with `world_seed` at `image_size`."
+    if len(splits) == 0:
+        raise ValueError(f"{caller}: no training splits given; pass at least one split drawn by make_split.")
+    for split in splits:
+        split_size = split.images.shape[1]
+        if split_size != image_size or split.seed != world_seed:
+            raise ValueError(f"{caller}: split {split.name!r} was drawn with seed {split.seed} at {split_size} px, "
+                             f"not world_seed={world_seed} at image_size={image_size}.")
+
+# %% ../nbs/02c_toy_training.ipynb #9da01e98
+def batch_order(n_items: int, steps: int, batch_size: int, seed: int) -> torch.Tensor:
+    "The indices (epochs × n_items,) of `steps` batches of `batch_size`: one seeded permutation of `n_items` per epoch."
+    if not isinstance(n_items, int) or n_items < 1:
+        raise ValueError(f"batch_order: n_items (how many training items) must be a positive int, got {n_items!r}.")
+    generator = torch.Generator().manual_seed(seed)
+    epochs = math.ceil(steps * batch_size / n_items)
+    return torch.cat([torch.randperm(n_items, generator=generator) for _ in range(epochs)])
+
+# %% ../nbs/02c_toy_training.ipynb #56029b99
+def gradient_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> tuple:
+    "Backpropagate `loss`, step `optimizer` and then its learning-rate `schedule`; returns (the rate used, the loss as a float)."
+    rate = optimizer.param_groups[0]["lr"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return rate, loss.item()
+
 # %% ../nbs/02c_toy_training.ipynb #5150df9c
 def train_classifier(name: str, seed: int = 0, steps: int = 600, batch_size: int = 64, lr: float = 2e-3,
                      weight_decay: float = 0.05, image_size: int = TINY_IMAGE_SIZE, world_seed: int = 0,
                      train_split=None) -> tuple:
     "Train the smoke classifier `name` on the toy world's ID images; returns (network in eval mode, history)."
-    for parameter, value in [("steps", steps), ("batch_size", batch_size)]:
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"train_classifier: {parameter} must be a positive int, got {value!r}.")
-    if not lr > 0 or not weight_decay >= 0:
-        raise ValueError(f"train_classifier: lr must be positive and weight_decay >= 0; got {lr}, {weight_decay}.")
+    check_recipe("train_classifier", steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
     if train_split is None:
         train_split = make_split("id_train", seed=world_seed, image_size=image_size)
-    if train_split.images.shape[1] != image_size or train_split.seed != world_seed:
-        raise ValueError(f"train_classifier: train_split was drawn with seed {train_split.seed} at "
-                         f"{train_split.images.shape[1]} px, not world_seed={world_seed} at image_size={image_size}.")
+    check_world_splits("train_classifier", [train_split], world_seed=world_seed, image_size=image_size)
     if (train_split.labels < 0).any():
         raise ValueError(f"train_classifier: split {train_split.name!r} has images without an ID label; use id_train.")
     started = time.perf_counter()
@@ -73,21 +108,16 @@ def train_classifier(name: str, seed: int = 0, steps: int = 600, batch_size: int
     model = extractor.model.train()
     inputs = preprocess(train_split.images, extractor.transform)
     labels = torch.from_numpy(train_split.labels)
-    generator = torch.Generator().manual_seed(seed)
-    epochs = math.ceil(steps * batch_size / len(labels))
-    order = torch.cat([torch.randperm(len(labels), generator=generator) for _ in range(epochs)])
+    order = batch_order(len(labels), steps=steps, batch_size=batch_size, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     losses, rates = [], []
     for step in range(steps):
         batch = order[step * batch_size:(step + 1) * batch_size]
         loss = F.cross_entropy(model(inputs[batch]), labels[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+        rate, loss_value = gradient_step(loss, optimizer, schedule)
+        rates.append(rate)
+        losses.append(loss_value)
     settings = {"name": name, "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                 "weight_decay": weight_decay, "optimizer": "AdamW", "schedule": "cosine to zero at `steps`",
                 "augmentation": None, "world_seed": world_seed, "image_size": image_size,
