@@ -32,7 +32,7 @@ TOY_WEIGHTS_DIR = Path(str(resources.files("ood_repro").joinpath("resources", "t
 # %% ../nbs/02c_toy_training.ipynb #cfa6b4ba
 TOY_CLASSIFIER_RECIPES = {
     "swin-l": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
-    "resnet50": {"steps": 600, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
+    "resnet50": {"steps": 3000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
     "vit-b16": {"steps": 3000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05},
 }
 
