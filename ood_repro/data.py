@@ -6,8 +6,8 @@
 __all__ = ['ROLES', 'LAYOUTS', 'DATASETS', 'BENCHMARKS', 'RGB_CONVERSIONS', 'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'CLIP_MEAN', 'CLIP_STD', 'INCEPTION_MEAN', 'INCEPTION_STD', 'DATASET_IDENTITIES', 'SMOKE_COUNTERPARTS',
            'SMOKE_SPLIT_SIZES', 'DatasetSpec', 'get_spec', 'BadImageError', 'load_image', 'DatasetLayoutWarning',
-           'list_images', 'read_image_list', 'ImageTransform', 'make_transform', 'ImageDataset', 'check_counts',
-           'toy_root', 'get_dataset', 'class_names', 'jpeg_complexity_ranking']
+           'list_images', 'read_image_list', 'ImageTransform', 'make_transform', 'ImageDataset', 'RehearsalWarning',
+           'check_counts', 'toy_root', 'get_dataset', 'class_names', 'jpeg_complexity_ranking']
 
 # %% ../nbs/02_data.ipynb #925f3f36
 import errno
@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from .config import Config, check_profile, load_config, progress_bar
+from .config import REHEARSAL_NOTE, Config, check_profile, load_config, progress_bar
 from .registry import TINY_IMAGE_SIZE
 from .toyworld import ID_CLASSES, WORLD_COUNTERPARTS, WORLD_SPLITS, ensure_split
 
@@ -580,10 +580,19 @@ def _readable_file(path: Path) -> bool:
         return False
 
 
-def _verify_count(spec: DatasetSpec, files: list, where: Path, strict: bool) -> None:
+class RehearsalWarning(UserWarning):
+    "A dataset whose image count is not the expected one, let through because the configuration's `rehearsal` flag is on."
+
+
+def _verify_count(spec: DatasetSpec, files: list, where: Path, strict: bool, rehearsal: bool = False) -> None:
     problems = []
     if len(files) != spec.count:
-        problems.append(f"found {len(files):,} images in {where} but expected {spec.count:,}")
+        found = f"found {len(files):,} images in {where} but expected {spec.count:,}"
+        if rehearsal:  # the one check the flag relaxes: missing listed files below still count
+            warnings.warn(f"Dataset {spec.name!r}: {found}; let through: {REHEARSAL_NOTE}.", RehearsalWarning,
+                          stacklevel=3)
+        else:
+            problems.append(found)
     if spec.layout == "image_list":
         missing = [path for path in files if not _readable_file(path)]
         if missing:
@@ -597,11 +606,12 @@ def _verify_count(spec: DatasetSpec, files: list, where: Path, strict: bool) -> 
 
 
 def check_counts(name, config: Config | None = None, strict: bool = True, extensions=IMAGE_EXTENSIONS) -> int:
-    "The number of images of the real dataset `name`; an error (or, with `strict=False`, a warning) if it is not the expected count."
+    """The number of images of the real dataset `name`; an error (or, with `strict=False`, a warning) if it is not the
+    expected count, a `RehearsalWarning` only when `config.rehearsal` is on."""
     spec = get_spec(name)
     config = config or load_config()
     root, files, _, _ = _scan(spec, config, extensions)
-    _verify_count(spec, files, root, strict)
+    _verify_count(spec, files, root, strict, config.rehearsal)
     return len(files)
 
 # %% ../nbs/02_data.ipynb #62a825fe
@@ -629,7 +639,7 @@ def get_dataset(name, profile: str = "smoke", config: Config | None = None, tran
         files, labels, classes = list_images(root, layout)
     else:
         root, files, labels, classes = _scan(spec, config, extensions)
-        _verify_count(spec, files, root, strict)
+        _verify_count(spec, files, root, strict, config.rehearsal)
     return ImageDataset(spec.name, root, files, labels, transform, classes, identity=identity)
 
 # %% ../nbs/02_data.ipynb #f6dc2bb3

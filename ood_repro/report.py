@@ -26,7 +26,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import __version__
-from .config import Config, check_profile, load_config
+from .config import REHEARSAL_NOTE, Config, check_profile, load_config
 from .store import atomic_write
 from .tagood import mean_pool
 
@@ -356,9 +356,12 @@ def _git_commit() -> str | None:
     return finished.stdout.strip() or None
 
 
-def run_stamp(profile: str) -> str:
-    "Markdown: the profile (with its watermark), ood-repro's version, the git commit where known, the time (UTC)."
+def run_stamp(profile: str, config: Config | None = None) -> str:
+    """Markdown: the profile (with its watermark, and `REHEARSAL_NOTE` when `config.rehearsal` is on), ood-repro's
+    version, the git commit where known, the time (UTC)."""
     warning = watermark(profile)
+    if (config or load_config()).rehearsal:
+        warning = f"{warning}; {REHEARSAL_NOTE}" if warning else REHEARSAL_NOTE
     commit = _git_commit()
     written = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (f"**Run**: profile `{profile}` ({warning or 'the paper’s models and data'}); ood-repro {__version__}"
@@ -406,7 +409,8 @@ def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None
             raise TypeError(f"write_table needs DataFrames for `df` and `csv`, not {type(frame).__name__}.")
     _check_name(name)
     warning = watermark(profile)
-    directory = (config or load_config()).output_dir(profile)
+    config = config or load_config()
+    directory = config.output_dir(profile)
     flat = _flat(csv if csv is not None else df)
     for_csv = flat if warning is None else flat.assign(profile=profile)
     csv_content = "the same rows, every value in its own numeric column" if csv is not None else "the same rows"
@@ -414,7 +418,7 @@ def write_table(df: pd.DataFrame, name: str, profile: str, config: Config | None
                       f"{'; its `profile` column names the profile' if warning else ''}).")
     sections = [f"**{warning}**" if warning else None, f"## {title}" if title else None, _markdown(_flat(df)),
                 note.strip() if note else None, metrics_line(convention) if convention else None, files.strip(),
-                run_stamp(profile)]
+                run_stamp(profile, config)]
     markdown = "\n\n".join(section for section in sections if section) + "\n"
     csv_path = atomic_write(directory / f"{name}.csv", lambda handle: handle.write(for_csv.to_csv(index=False).encode("utf-8")))
     md_path = atomic_write(directory / f"{name}.md", lambda handle: handle.write(markdown.encode("utf-8")))
@@ -480,12 +484,14 @@ def _stamp_panels(fig: plt.Figure, text: str) -> None:
 
 
 def save_figure(fig: plt.Figure, name: str, profile: str, config: Config | None = None) -> Path:
-    "Write `fig` as <output_dir(profile)>/<name>.png at 150 dpi, every panel stamped with the profile name unless 'paper'."
+    "Write `fig` as <output_dir(profile)>/<name>.png at 150 dpi, every panel stamped with the profile name unless 'paper' (`REHEARSAL` in a rehearsal)."
     _check_name(name)
+    config = config or load_config()
     stamped = any(text.get_gid() == WATERMARK_GID for ax in fig.axes for text in ax.texts)
-    if watermark(profile) is not None and not stamped:
-        _stamp_panels(fig, profile.upper())
-    path = (config or load_config()).output_dir(profile) / f"{name}.png"
+    label = profile.upper() if watermark(profile) is not None else "REHEARSAL" if config.rehearsal else None
+    if label is not None and not stamped:
+        _stamp_panels(fig, label)
+    path = config.output_dir(profile) / f"{name}.png"
     return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=FIGURE_DPI))
 
 # %% ../nbs/05_report.ipynb #8f970a85
