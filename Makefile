@@ -106,7 +106,7 @@ bench: install
 
 # Draws the toy world (nbs/02b) and trains its models from scratch, one after another at two threads (minutes each),
 # into ood_repro/resources/toyworld/ with a manifest: the smoke profile's three classifiers (nbs/02c), then the
-# RAM-shaped tagger (nbs/02d, about 20 minutes at one thread), then the three CLIP models (nbs/02e, 5-15 minutes each).
+# RAM-shaped tagger (nbs/02d, about 20 minutes), then the three CLIP models (nbs/02e, 5-15 minutes each).
 toy-world: install
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(BIN)/python -c "from ood_repro.toytrain import train_toy_world; train_toy_world(); from ood_repro.toytagger import train_toy_tagger; train_toy_tagger(); from ood_repro.toyclip import train_toy_clips; train_toy_clips()"
 

@@ -61,11 +61,11 @@ def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_negative:
 
 # %% ../nbs/02d_toy_tagger.ipynb #5884a5a9
 TOY_TAGGER_TRAIN_SPLITS = ("world_extra", "id_train")  # the web stand-in and the ID training images
-TOY_TAGGER_RECIPE = {"steps": 2000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05}
+TOY_TAGGER_RECIPE = {"steps": 5000, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05}
 TOY_TAGGER_LOSS = {"gamma_negative": 7.0, "gamma_positive": 0.0, "margin": 0.05}  # RAM's ASL settings
 
 # %% ../nbs/02d_toy_tagger.ipynb #6bcb373a
-def train_tagger(seed: int = 0, steps: int = 2000, batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.05,
+def train_tagger(seed: int = 0, steps: int = 5000, batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.05,
                  world_seed: int = 0, train_splits=None, log_every: int = 0) -> tuple:
     "Train `RAM(TOY_RAM_CONFIG, 'ram', seed)` on the toy world's tags; returns (network in eval mode, history)."
     check_recipe("train_tagger", steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
