@@ -8,7 +8,6 @@ __all__ = ['TOY_CLIP_NAMES', 'TOY_CLIP_RECIPE', 'TOY_CLIP_TRAIN_SPLITS', 'MAX_LO
            'evaluate_clip', 'save_toy_clip', 'train_toy_clips']
 
 # %% ../nbs/02e_toy_clip.ipynb #74426911
-import copy
 import math
 import time
 from pathlib import Path
@@ -168,7 +167,8 @@ STORAGE_DTYPE = torch.float16  # the shipped weights' precision; loading casts t
 
 def save_toy_clip(model: torch.nn.Module, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
     "Save the trained CLIP `model` as `name` in `folder`'s toy weights and manifest, in STORAGE_DTYPE."
-    stored = copy.deepcopy(model).to(STORAGE_DTYPE)
+    stored = {key: value.to(STORAGE_DTYPE) if value.is_floating_point() else value
+              for key, value in model.state_dict().items()}  # integer buffers (BatchNorm's counts) stay as they are
     return save_toy_weights(stored, name, dict(record, storage_dtype=str(STORAGE_DTYPE).removeprefix("torch.")),
                             folder=folder)
 

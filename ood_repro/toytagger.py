@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TOY_RAM_CONFIG', 'TOY_TAGGER_TRAIN_SPLITS', 'TOY_TAGGER_RECIPE', 'TOY_TAGGER_LOSS', 'TOY_TAGGER_EVALUATION_SPLITS',
            'toy_ram_transform', 'toy_ram_extractor', 'asymmetric_loss', 'train_tagger', 'tag_average_precisions',
-           'group_top1', 'token_object_fraction', 'attention_object_share', 'evaluate_tagger', 'RAMOfficialLayout',
+           'group_top1', 'token_object_fraction', 'attention_object_share', 'evaluate_tagger', 'official_state',
            'train_toy_tagger']
 
 # %% ../nbs/02d_toy_tagger.ipynb #07e5b83f
@@ -184,14 +184,9 @@ def evaluate_tagger(model: RAM, splits: dict, layers=(0, 1), batch_size: int = 2
     return results
 
 # %% ../nbs/02d_toy_tagger.ipynb #3b810290
-class RAMOfficialLayout:
-    "A RAM network whose `state_dict()` has the official checkpoint's key names, for `save_toy_weights`."
-
-    def __init__(self, model: RAM):
-        self.model = model
-
-    def state_dict(self) -> dict:
-        return {official_name(name): tensor for name, tensor in self.model.state_dict().items()}
+def official_state(model: RAM) -> dict:
+    "`model`'s state dict under the official checkpoint's key names, as `RAM.from_checkpoint` reads them."
+    return {official_name(name): tensor for name, tensor in model.state_dict().items()}
 
 # %% ../nbs/02d_toy_tagger.ipynb #b6c97918
 def train_toy_tagger(folder=TOY_WEIGHTS_DIR, seed: int = 0, world_seed: int = 0, log_every: int = 250) -> dict:
@@ -205,7 +200,7 @@ def train_toy_tagger(folder=TOY_WEIGHTS_DIR, seed: int = 0, world_seed: int = 0,
     final_loss = float(np.mean(history["loss"][-50:]))
     record = {"settings": history["settings"], "wall_s": round(history["wall_s"], 1), "final_train_loss": final_loss,
               "final_train_loss_steps": min(50, len(history["loss"])), "evaluation": results}
-    save_toy_weights(RAMOfficialLayout(model), "ram", record, folder=folder)
+    save_toy_weights(official_state(model), "ram", record, folder=folder)
     print(f"ram: {history['wall_s']:.0f} s, final loss {final_loss:.3f}", flush=True)
     for name, result in results.items():
         print(f"  {name}: {json.dumps(result)}", flush=True)

@@ -151,10 +151,10 @@ def evaluate_classifier(model: torch.nn.Module, name: str, id_test, ood_splits: 
 MANIFEST_NAME = "manifest.json"  # the record of every trained model in a weights folder
 
 # %% ../nbs/02c_toy_training.ipynb #8bcf66e1
-def save_toy_weights(model: torch.nn.Module, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
-    "Write `model`'s state_dict to `folder`/{name}.pt atomically and record it, with `record`, in the folder's manifest."
+def save_toy_weights(state: dict, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
+    "Write the state dict `state` to `folder`/{name}.pt atomically and record it, with `record`, in the folder's manifest."
     folder = Path(folder)
-    path = atomic_write(folder / f"{name}.pt", lambda handle: torch.save(model.state_dict(), handle))
+    path = atomic_write(folder / f"{name}.pt", lambda handle: torch.save(state, handle))
     manifest_path = folder / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {"models": {}}
     manifest["models"][name] = {"file": path.name, "sha256": file_sha256(path), "size": path.stat().st_size, **record}
@@ -203,7 +203,7 @@ def train_toy_world(folder=TOY_WEIGHTS_DIR, names=tuple(TOY_CLASSIFIER_RECIPES),
         final_loss = float(np.mean(history["loss"][-50:]))
         record = {"settings": history["settings"], "wall_s": round(history["wall_s"], 1),
                   "final_train_loss": final_loss, "final_train_loss_steps": min(50, len(history["loss"])), **results}
-        save_toy_weights(model, name, record, folder=folder)
+        save_toy_weights(model.state_dict(), name, record, folder=folder)
         print(f"{name}: {history['wall_s']:.0f} s, final loss {final_loss:.3f}, ID accuracy "
               f"{results['id_test_accuracy']:.3f}, MSP AUROC {results['msp_auroc']}", flush=True)
     return json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
