@@ -8,7 +8,6 @@ __all__ = ['CACHE_FORMAT', 'VERIFY_CONTENT_BYTES', 'TEMP_PREFIX', 'IncompleteEnt
            'extract', 'verify_cache']
 
 # %% ../nbs/03_cache.ipynb #05097486
-import fcntl
 import hashlib
 import io
 import json
@@ -18,7 +17,6 @@ import re
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -29,8 +27,8 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .config import get_device, load_config, progress_bar
-from .store import (RaggedArray, atomic_write, cache_key, check_rank, fsync_folder, rank_shards, remove_stale_temporaries,
-                             temporary_path)
+from .store import (RaggedArray, atomic_write, cache_key, check_rank, exclusive_lock, fsync_folder, rank_shards,
+                             remove_stale_temporaries, temporary_path)
 
 # %% ../nbs/03_cache.ipynb #a65a9f24
 CACHE_FORMAT = 2  # part of every key: a change of the on-disk layout makes new entries (2: checksums everywhere)
@@ -1003,22 +1001,6 @@ def _patch_entry(entry: CacheEntry, shards: list) -> None:
         _reject_shards(entry, found)
 
 # %% ../nbs/03_cache.ipynb #39c10b3d
-@contextmanager
-def _merge_lock(entry: CacheEntry):
-    "Hold the entry's merge lock (flock on `merge.lock`): others wait; the kernel frees it when its holder dies, even by SIGKILL."
-    descriptor = os.open(entry.lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # writable: NFS emulates flock by write locks
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-        except OSError as error:
-            raise OSError(error.errno, f"Cannot lock {entry.lock_path} ({error.strerror}): consolidating a cache entry "
-                                       "needs file locks (flock), so that two processes never merge it at once. Put the "
-                                       "cache on a file system that has them (on Lustre, mount it with -o flock).") from error
-        yield
-    finally:
-        os.close(descriptor)
-
-
 def _start_file(path: Path, spec: dict) -> None:
     "Create a consolidated file holding its .npy header only, flushed to disk: the shards' bytes are written after it."
     with open(path, "wb") as file:
@@ -1136,7 +1118,7 @@ def consolidate(entry: CacheEntry, *, on_event: Callable | None = None) -> Cache
         return entry
     plan = entry.plan
     _require_all_shards(entry, plan)
-    with _merge_lock(entry):
+    with exclusive_lock(entry.lock_path, "consolidating a cache entry"):
         if not entry.complete:  # else another process merged the entry while this one waited for the lock
             _require_all_shards(entry, plan)
             _merge(entry, plan, on_event)

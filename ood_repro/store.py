@@ -4,9 +4,11 @@
 
 # %% auto #0
 __all__ = ['MANIFEST_FILE', 'temporary_path', 'temporary_owner', 'process_alive', 'fsync_folder', 'atomic_write',
-           'remove_stale_temporaries', 'artifact_path', 'check_rank', 'rank_shards', 'RaggedArray', 'cache_key']
+           'remove_stale_temporaries', 'exclusive_lock', 'artifact_path', 'check_rank', 'rank_shards', 'RaggedArray',
+           'cache_key']
 
 # %% ../nbs/03a_store.ipynb #0a5f0003
+import fcntl
 import hashlib
 import json
 import operator
@@ -15,6 +17,7 @@ import re
 import shutil
 import socket
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,22 @@ def remove_stale_temporaries(folder: Path | str, recursive: bool = False) -> lis
         # never into a temporary folder (its content is its writer's), and only into subfolders if asked
         folders[:] = [name for name in folders if recursive and temporary_owner(name) is None]
     return removed
+
+# %% ../nbs/03a_store.ipynb #861c3851
+@contextmanager
+def exclusive_lock(lock_path: Path | str, purpose: str):
+    "Hold an exclusive flock on `lock_path` (created if missing) for the block; `purpose` names it in the error."
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            raise OSError(error.errno, f"Cannot lock {lock_path} ({error.strerror}): {purpose} needs file locks (flock), "
+                                       "so that two processes never do it at once. Put the folder on a file system "
+                                       "that has them (on Lustre, mount it with -o flock).") from error
+        yield
+    finally:
+        os.close(descriptor)
 
 # %% ../nbs/03a_store.ipynb #0a5f0019
 def artifact_path(cache_dir: Path | str, kind: str, key: str, suffix: str) -> Path:
