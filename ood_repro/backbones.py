@@ -488,8 +488,8 @@ def _load_weights(network: torch.nn.Module, spec: ModelSpec, weights_file: Path)
 
 def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0, checkpoint=None, *,
                   num_classes: int | None = None, preprocessing: str | None = None,
-                  block_norms: bool = False, local_features: bool = False):
-    "The extractor of model `name`: real weights in the `paper` profile, a tiny seeded network otherwise."
+                  block_norms: bool = False, local_features: bool = False, toy_weights: bool = True):
+    "The extractor of model `name`: real weights in the `paper` profile, the toy world's tiny trained ones otherwise."
     spec = get_model(name, (*BACKBONE_LIBRARIES, "ram"))
     if spec.library == "ram":
         # Imported here, not at the top: ood_repro.ram builds on this module (load_checkpoint, hub_offline), and a
@@ -500,7 +500,7 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
         if unsupported:
             raise ValueError(f"{', '.join(unsupported)} do not apply to the RAM tagger {name!r}.")
         return get_ram_extractor(name, profile, config=config, seed=seed, checkpoint=checkpoint,
-                                 preprocessing=preprocessing)
+                                 preprocessing=preprocessing, toy_weights=toy_weights)
     check_profile(profile)
     if block_norms and spec.library != "timm":
         raise ValueError(f"block_norms (FeatureNorm's block outputs) needs a timm classifier; {name!r} is a CLIP model.")
@@ -514,6 +514,13 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
                          f"in profile {profile!r} has a fixed {'ImageNet head' if spec.library == 'timm' else 'CLIP embedding'}.")
     transform = make_transform(preprocessing or spec.preprocessing, TINY_IMAGE_SIZE if tiny else None)
     if tiny:
+        if checkpoint is None and toy_weights:
+            if spec.library == "timm" and num_classes != len(ID_CLASSES):
+                raise ValueError(f"num_classes={num_classes} does not fit the toy world's trained head of {name!r} "
+                                 f"({len(ID_CLASSES)} classes); pass toy_weights=False for a random tiny network.")
+            # Imported here: ood_repro.toytrain trains the networks this function builds (a top-level import is a cycle).
+            from ood_repro.toytrain import toy_weights_file
+            checkpoint = toy_weights_file(name)  # None where the toy world trains no such model: a seeded random one
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise FileNotFoundError(f"Checkpoint {checkpoint} for model {name!r} does not exist (the `checkpoint` argument).")
         weights_file = None if checkpoint is None else Path(checkpoint)

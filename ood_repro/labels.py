@@ -26,6 +26,7 @@ from .csp import (CSP_ADJECTIVE_TEMPLATES, CSP_CLASS_TEMPLATES, CSP_MAX_SIMILARI
 from .neglabel import (ADJECTIVE_TEMPLATE, CLASS_TEMPLATE, NOUN_TEMPLATE, NegativeLabels, NegLabelTexts,
                                 WordCorpus, _template_check, class_prompts, group_indices, mine_negatives)
 from .store import artifact_path, atomic_write, cache_key
+from .toyworld import CORPUS, CORPUS_ADJECTIVES
 
 # %% ../nbs/15a_labels.ipynb #892d502e
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -176,14 +177,8 @@ def neglabel_class_names(profile: str = "smoke", config=None) -> list:
     return imagenet_class_names()
 
 # %% ../nbs/15a_labels.ipynb #253be762
-SMOKE_CORPUS = WordCorpus(
-    ["dawn", "lamp", "river", "spoon", "violin", "cloud", "ladder", "pebble", "anchor", "tunnel", "candle", "meadow",
-     "kettle", "harbor", "glacier", "saddle", "compass", "lantern", "orchard", "bucket", "feather", "helmet",
-     "island", "jacket", "marble", "needle", "pillow", "quarry", "ribbon", "thunder", "umbrella", "valley",
-     "wagon", "yarn", "bridge", "canyon", "desert", "engine", "forest", "garden"],
-    ["bright", "wooden", "silent", "frozen", "golden", "narrow", "rusty", "velvet", "ancient", "bitter", "cosy",
-     "distant", "empty", "fragile", "gentle", "hollow", "misty", "noisy", "rough", "smooth"],
-    source="smoke profile: 60 everyday words")
+SMOKE_CORPUS = WordCorpus([word for word in CORPUS if word not in CORPUS_ADJECTIVES], CORPUS_ADJECTIVES,
+                          source="toy world: its 67 tag words and 166 others (164 nouns, 69 adjectives)")
 
 
 def neglabel_texts(extractor, class_names=None, corpus=None, *, profile: str = "smoke", config=None,

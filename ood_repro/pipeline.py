@@ -73,13 +73,13 @@ def ram_class_tags(id_test: str = "imagenet-val", profile: str = "smoke", config
 
 # %% ../nbs/12_pipeline.ipynb #746a206b
 def ram_extractor_options(profile: str = "smoke", tag_threshold: float = 0.5, attention_layer: int = 0,
-                          attention: str | None = None) -> dict:
+                          attention: str | None = None, toy_weights: bool = True) -> dict:
     "`get_ram_extractor`'s storage options for `profile`: which attention rows and dtype; `attention` overrides the profile's."
     storage = profile_settings(profile, "ram")
     if isinstance(tag_threshold, bool) or not isinstance(tag_threshold, (int, float)) or not 0.0 <= tag_threshold < 1.0:
         raise ValueError(f"tag_threshold must be a probability in [0, 1); got {tag_threshold!r}.")
     return dict(attention_layer=attention_layer, attention=attention or storage["attention"],
-                min_probability=float(tag_threshold), dtype=storage["dtype"])
+                min_probability=float(tag_threshold), dtype=storage["dtype"], toy_weights=toy_weights)
 
 # %% ../nbs/12_pipeline.ipynb #ac7082e6
 def has_manifest(folder) -> bool:

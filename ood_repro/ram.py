@@ -30,8 +30,9 @@ from torch import nn
 from .backbones import file_sha256, hub_offline, load_checkpoint
 from .config import check_profile, load_config
 from .data import make_transform
-from .toyworld import VOCABULARY
 from .registry import MODELS, ModelSpec, get_model
+from .toytrain import toy_weights_file
+from .toyworld import VOCABULARY
 
 # %% ../nbs/13_ram.ipynb #e984a5cd
 RAM_NUM_TAGS = 4585
@@ -565,8 +566,8 @@ def _ram_weights_file(spec: ModelSpec, config, checkpoint) -> Path:
 def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, seed: int = 0, checkpoint=None, *,
                       tags=None, attention_layer: int = 0, attention: str = "dense", min_probability: float = 0.5,
                       dtype: str = "float32", preprocessing: str | None = None, top_tag_logit: bool = False,
-                      label_tags=None) -> RAMExtractor:
-    "The RAM extractor `name` ('ram' or 'ram-plus'): real weights in the `paper` profile, a tiny seeded network otherwise."
+                      label_tags=None, toy_weights: bool = True) -> RAMExtractor:
+    "The RAM extractor `name` ('ram' or 'ram-plus'): real weights in the `paper` profile, the toy world's tiny ones otherwise."
     spec = get_model(name, ("ram",))
     check_profile(profile)
     variant = spec.architecture
@@ -577,6 +578,8 @@ def get_ram_extractor(name: str = "ram", profile: str = "smoke", config=None, se
         model_id, weights_id = f"ram:{variant}:swin_large_patch4_window12_384", f"sha256:{file_sha256(weights_file)}"
         transform = make_transform(preprocessing)
     else:
+        if checkpoint is None and toy_weights:
+            checkpoint = toy_weights_file(name)  # the trained toy tagger; None for RAM++, which the toy world does not train
         if checkpoint is None:
             model, weights_id = RAM(TINY_CONFIG, variant, seed=seed), f"random-init-seed{seed}"
         else:

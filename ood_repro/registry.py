@@ -79,9 +79,9 @@ _SYNOOD = ("tab1_synood", "tab2_synood", "tab3_synood", "tab4_synood", "tab5_syn
 _TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub repositories hold, preferred first
 _OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _CLIP_TINY_VIT = {"image_size": TINY_IMAGE_SIZE, "layers": 2, "width": 32, "head_width": 8}
-_RAM_TINY = {"image_size": TINY_IMAGE_SIZE, "swin_embed_dim": 24, "swin_depths": (2, 2, 2, 2),  # RAMConfig fields
-             "swin_heads": (1, 2, 4, 8), "window_size": 4, "embed_dim": 16, "hidden_size": 32, "num_heads": 4,
-             "intermediate_size": 64, "descriptions_per_tag": 3}
+# RAMConfig fields: two Swin stages, an 8 × 8 grid of tokens (65 with the mean token) fine enough to locate an object
+_RAM_TINY = {"image_size": TINY_IMAGE_SIZE, "swin_embed_dim": 32, "swin_depths": (2, 2), "swin_heads": (2, 4),
+             "window_size": 4, "embed_dim": 64, "hidden_size": 64, "num_heads": 4, "intermediate_size": 128}
 
 MODELS = {spec.name: spec for spec in [
     ModelSpec("swin-l", "timm", "swin_large_patch4_window12_384", "ms_in22k_ft_in1k", "tagood",

@@ -318,7 +318,7 @@ def comparison_legend(comparison: pd.DataFrame) -> str:
     return "**Cells** (percent): " + "; ".join(text for present, text in entries if present) + "."
 
 # %% ../nbs/05_report.ipynb #aea4f20b
-SMOKE_WATERMARK = ("SMOKE PROFILE — tiny random models on the generated toy world; "
+SMOKE_WATERMARK = ("SMOKE PROFILE — tiny models trained on the generated toy world; "
                    "numbers are not comparable with the paper")
 WATERMARK_GID = "ood_repro_watermark"
 FIGURE_DPI = 150

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['SHAPE_FAMILIES', 'COLOUR_FAMILIES', 'COLOUR_JITTER', 'TAG_GROUPS', 'VOCABULARY', 'ID_CLASSES', 'ID_CLASS_TAGS',
-           'CLASS_CONTEXT', 'CORPUS', 'IMAGE_KINDS', 'WORLD_SPLITS', 'WORLD_COUNTERPARTS', 'WorldSplitSpec',
-           'ToyWorldSplit', 'make_split', 'plot_world', 'write_split', 'ensure_split']
+           'CLASS_CONTEXT', 'CORPUS', 'ADJECTIVE_GROUPS', 'CORPUS_ADJECTIVES', 'IMAGE_KINDS', 'WORLD_SPLITS',
+           'WORLD_COUNTERPARTS', 'WorldSplitSpec', 'ToyWorldSplit', 'make_split', 'plot_world', 'write_split',
+           'ensure_split']
 
 # %% ../nbs/02b_toy_world.ipynb #52735a98
 import json
@@ -73,16 +74,19 @@ CLASS_CONTEXT = {name: (TAG_GROUPS["background"][(list(COLOUR_FAMILIES["id"]).in
                  for name, (shape, colour) in ID_CLASSES.items()}
 
 # %% ../nbs/02b_toy_world.ipynb #53584aaa
-_UNDRAWN_WORDS = (
-    # shapes and solids
+_UNDRAWN_SHAPES = (
     "octagon", "pentagon", "oval", "circle", "rectangle", "polygon", "cube", "sphere", "cone", "cylinder", "pyramid",
     "prism", "torus", "trefoil", "pentagram", "semicircle", "kite", "parallelogram", "wedge", "knot",
+)
+_UNDRAWN_ADJECTIVES = (
     # colours
     "indigo", "violet", "crimson", "scarlet", "amber", "beige", "khaki", "ivory", "salmon", "coral", "lavender",
     "mauve", "plum", "ochre", "tan", "rust", "silver", "bronze", "copper", "emerald", "turquoise", "charcoal",
     # patterns and materials
     "plaid", "paisley", "tartan", "floral", "wooden", "plastic", "velvet", "woolen", "leather", "ceramic",
     "marble", "glass", "paper", "rubber", "denim", "furry", "rusty", "shiny", "matte", "transparent",
+)
+_UNDRAWN_OBJECTS = (
     # animals
     "cat", "dog", "horse", "bird", "fish", "snake", "frog", "butterfly", "spider", "beetle", "owl", "whale",
     "rabbit", "turtle", "lizard", "monkey", "orangutan", "elephant", "zebra", "penguin",
@@ -98,7 +102,10 @@ _UNDRAWN_WORDS = (
     "apple", "banana", "bamboo", "mushroom", "cactus", "pumpkin", "carrot", "bread", "pizza", "cherry",
     "lemon", "grape", "cookie", "cake", "fern", "moss", "tulip", "rose", "daisy", "acorn",
 )
-CORPUS = VOCABULARY + _UNDRAWN_WORDS
+CORPUS = VOCABULARY + _UNDRAWN_SHAPES + _UNDRAWN_ADJECTIVES + _UNDRAWN_OBJECTS
+ADJECTIVE_GROUPS = ("colour", "size", "pattern", "material")  # the tag groups that describe an object
+# the words read as adjectives (colours, sizes, patterns, materials), in corpus order; every other word is a noun
+CORPUS_ADJECTIVES = tuple(word for group in ADJECTIVE_GROUPS for word in TAG_GROUPS[group]) + _UNDRAWN_ADJECTIVES
 
 # %% ../nbs/02b_toy_world.ipynb #1837302e
 def _column(values):

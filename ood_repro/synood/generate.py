@@ -47,7 +47,7 @@ from ..config import check_profile, get_device, load_config, profile_settings, p
 from ..data import DatasetSpec, ImageDataset, get_dataset, jpeg_complexity_ranking, load_image
 from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
 from ..registry import get_model
-from ..store import MANIFEST_FILE, atomic_write, check_rank, rank_shards, remove_stale_temporaries
+from ..store import MANIFEST_FILE, atomic_write, cache_key, check_rank, rank_shards, remove_stale_temporaries
 from .guidance import GuidedInpainter, derive_seed, guidance_settings
 
 # %% ../../nbs/17_synood_generate.ipynb #a6f19c09
@@ -781,7 +781,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
                             batch_size: int | None = None, image_format: str = "jpeg", classifier_checkpoint=None,
                             ram_checkpoint=None, progress: bool = True, rank: int = 0, world_size: int = 1) -> dict:
     "Grad Image set (out_dir/grad_image) and, given `negative_labels`, Neg Image set (out_dir/neg_image); resumable."
-    # out_dir None: a cache folder named after the settings, so that other settings never meet a finished run
+    # out_dir None: a cache folder named after the settings and the models, so that other settings never meet a finished run
     defaults = profile_settings(profile, "synthetic_sets")  # n_per_class, steps, batch_size; checks the profile
     if context not in CONTEXT_SOURCES:
         raise ValueError(f"context must be one of {CONTEXT_SOURCES}, got {context!r}.")
@@ -795,21 +795,24 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
     device = get_device(resolve_profile(profile, device=device)["device"])  # None: the profile's device
     dtype = model_dtype(device, dtype)
-    if out_dir is None:
-        settings_name = (f"{profile}-{context}-{loss or 'official'}-{gradient or 'skip'}-{resampling or 'official'}"
-                         f"-n{n_per_class}-steps{steps}")
-        settings_name += f"-iterations{iterations or 'default'}-seed{seed}-{str(dtype).removeprefix('torch.')}"
-        out_dir = Path((config or load_config()).cache_dir) / "synood-sets" / settings_name
-    out_dir = Path(out_dir)
     inpainter = make_inpainter(profile, config, seed=seed, device=device, dtype=dtype,
                                classifier_checkpoint=classifier_checkpoint, loss=loss, gradient=gradient,
                                classifier_resampling=resampling, num_inference_steps=steps, iterations=iterations)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    subset = _read_or_select_subset(profile, config, n_per_class, out_dir, progress)
     if context == "tags":
         source = ram_tag_context(profile, config, seed=seed, device=device, checkpoint=ram_checkpoint)
     else:
         source = llava_context(profile, config=config, device=device, seed=seed, question=question)
+    if out_dir is None:
+        settings_name = (f"{profile}-{context}-{loss or 'official'}-{gradient or 'skip'}-{resampling or 'official'}"
+                         f"-n{n_per_class}-steps{steps}")
+        settings_name += f"-iterations{iterations or 'default'}-seed{seed}-{str(dtype).removeprefix('torch.')}"
+        # the models' identities (weights included) too: new weights must not meet the images of the old ones
+        models = cache_key(inpainter=inpainter.identity(),
+                           context_source=getattr(source, "source_id", type(source).__name__))
+        out_dir = Path((config or load_config()).cache_dir) / "synood-sets" / f"{settings_name}-models{models[:12]}"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subset = _read_or_select_subset(profile, config, n_per_class, out_dir, progress)
     sets = {"dir": out_dir, "subset": subset, "grad_dir": out_dir / "grad_image", "neg_dir": None, "neg": None}
     sets["grad"] = generate_dataset(subset, source, inpainter, sets["grad_dir"], seed=seed, batch_size=batch_size,
                                     image_format=image_format, progress=progress, rank=rank, world_size=world_size)
