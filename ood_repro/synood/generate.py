@@ -49,6 +49,7 @@ from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, 
 from ..registry import get_model
 from ..store import MANIFEST_FILE, atomic_write, cache_key, check_rank, rank_shards, remove_stale_temporaries
 from .guidance import GuidedInpainter, derive_seed, guidance_settings
+from ..toyworld import ID_CLASSES
 
 # %% ../../nbs/17_synood_generate.ipynb #a6f19c09
 SD2_INPAINTING = get_model("sd2-inpainting").hub_repository  # the release's model (generate_near_ood_sample.py)
@@ -733,7 +734,7 @@ CONTEXT_SOURCES = ("tags", "llava")
 
 def ram_tag_context(profile: str = "smoke", config=None, seed: int = 0, device="cpu", checkpoint=None,
                     threshold: float | None = None) -> TagContext:
-    "A TagContext whose tags are RAM's for each image; the class's own tag (ImageNet wnid → tag) is excluded."
+    "A TagContext whose tags are RAM's for each image; the class's own tags (ImageNet: its tag; toy: shape, colour) are excluded."
     extractor = get_ram_extractor("ram", profile, config, seed=seed, checkpoint=checkpoint).to(device)
     names = extractor.tag_names
     if threshold is not None:
@@ -748,8 +749,12 @@ def ram_tag_context(profile: str = "smoke", config=None, seed: int = 0, device="
         probabilities = torch.sigmoid(extractor(image)["tag_logits"][0].cpu())
         return [names[index] for index in torch.nonzero(probabilities > thresholds).flatten().tolist()]
 
-    class_tags = {wnid: [tag] for wnid, tag in zip(imagenet_class_wnids(), imagenet_class_tags())}
-    digest = hashlib.sha256(extractor.model_id.encode("utf-8") + thresholds.numpy().tobytes()).hexdigest()[:12]
+    if profile == "paper":
+        class_tags = {wnid: [tag] for wnid, tag in zip(imagenet_class_wnids(), imagenet_class_tags())}
+    else:  # a toy class is named by its shape and its colour, both tags of the toy vocabulary
+        class_tags = {name: list(shape_and_colour) for name, shape_and_colour in ID_CLASSES.items()}
+    identity = extractor.model_id.encode("utf-8") + thresholds.numpy().tobytes()
+    digest = hashlib.sha256(identity + json.dumps(class_tags, sort_keys=True).encode("utf-8")).hexdigest()[:12]
     return TagContext(tags, class_tags=class_tags, source_id=f"ram-tags:{extractor.weights_id}:{digest}")
 
 # %% ../../nbs/17_synood_generate.ipynb #a234af84
