@@ -619,6 +619,11 @@ def _run_items(items: list, out_dir, run_info: dict, produce, batch_size: int, i
     return manifest
 
 
+def _context_source_id(context_source) -> str:
+    "What names a context source in a run's identity: its `source_id`, else its type's name."
+    return getattr(context_source, "source_id", type(context_source).__name__)
+
+
 def generate_dataset(subset: pd.DataFrame, context_source, inpainter: GuidedInpainter, out_dir, seed: int = 0,
                      batch_size: int = 1, prompt_form: str = "release", prompt_from: str = "labels",
                      image_format: str = "jpeg", progress: bool = True, rank: int = 0,
@@ -634,7 +639,7 @@ def generate_dataset(subset: pd.DataFrame, context_source, inpainter: GuidedInpa
              for row in subset.to_dict("records")]
     for item in items:
         item["seed"] = derive_seed(int(seed), item["name"])
-    source_id = getattr(context_source, "source_id", type(context_source).__name__)
+    source_id = _context_source_id(context_source)
     subset_digest = hashlib.sha256(json.dumps([[i["name"], i["source"]] for i in items]).encode("utf-8")).hexdigest()
     run_info = {"kind": "synood-guided-inpainting", "inpainter": inpainter.identity(), "context_source": source_id,
                 "prompt_form": prompt_form, "prompt_from": prompt_from, "seed": int(seed), "batch_size": batch_size,
@@ -813,7 +818,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
         settings_name += f"-iterations{iterations or 'default'}-seed{seed}-{str(dtype).removeprefix('torch.')}"
         # the models' identities (weights included) too: new weights must not meet the images of the old ones
         models = cache_key(inpainter=inpainter.identity(),
-                           context_source=getattr(source, "source_id", type(source).__name__))
+                           context_source=_context_source_id(source))
         out_dir = Path((config or load_config()).cache_dir) / "synood-sets" / f"{settings_name}-models{models[:12]}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
