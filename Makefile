@@ -106,12 +106,13 @@ bench: install
 
 # Draws the toy world (nbs/02b) and trains its models from scratch into ood_repro/resources/toyworld/ with a manifest,
 # in two processes of one thread each (a thread per core; each adds its models to the manifest under a lock):
-# the smoke profile's three classifiers (nbs/02c), then CLIP ViT-B/32 and ViT-B/16 (nbs/02e); beside them the
-# RAM-shaped tagger (nbs/02d), then CLIP RN50. 40.6 minutes on this project's 2-core machine.
+# the smoke profile's three classifiers (nbs/02c), then the three CLIP models (nbs/02e); beside them the RAM-shaped
+# tagger (nbs/02d), then the two diffusion pipelines (nbs/02f). About 70 minutes on this project's 2-core machine, the
+# tagger's process setting the pace (tagger 26 minutes, diffusion pipelines 44).
 TOY_WORLD_CLASSIFIERS := from ood_repro.toytrain import train_toy_world; train_toy_world(); \
-	from ood_repro.toyclip import train_toy_clips; train_toy_clips(names=("clip-vit-b32", "clip-vit-b16"))
+	from ood_repro.toyclip import train_toy_clips; train_toy_clips()
 TOY_WORLD_TAGGER := from ood_repro.toytagger import train_toy_tagger; train_toy_tagger(); \
-	from ood_repro.toyclip import train_toy_clips; train_toy_clips(names=("clip-rn50",))
+	from ood_repro.toydiffusion import train_toy_diffusion; train_toy_diffusion()
 toy-world: install
 	@mkdir -p runs/toy-world
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -c '$(TOY_WORLD_CLASSIFIERS)' > runs/toy-world/classifiers.log 2>&1 & first=$$!; \

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['TOY_CLIP_NAMES', 'TOY_CLIP_RECIPES', 'TOY_CLIP_TRAIN_SPLITS', 'MAX_LOGIT_SCALE', 'TOY_CLIP_EVALUATION_SPLITS',
-           'STORAGE_DTYPE', 'smoke_clip', 'contrastive_loss', 'learning_rate', 'train_clip', 'clip_image_features',
-           'evaluate_clip', 'save_toy_clip', 'train_toy_clips']
+           'STORAGE_DTYPE', 'STORAGE_DTYPE_NAME', 'smoke_clip', 'contrastive_loss', 'learning_rate', 'train_clip',
+           'clip_image_features', 'evaluate_clip', 'storage_state', 'save_toy_clip', 'train_toy_clips']
 
 # %% ../nbs/02e_toy_clip.ipynb #74426911
 import math
@@ -170,14 +170,18 @@ def evaluate_clip(extractor, id_test, ood_splits: dict, corpus: WordCorpus | Non
 
 # %% ../nbs/02e_toy_clip.ipynb #26ffdc3d
 STORAGE_DTYPE = torch.float16  # the shipped weights' precision; loading casts them back to the model's float32
+STORAGE_DTYPE_NAME = str(STORAGE_DTYPE).removeprefix("torch.")  # as the manifest records it
+
+
+def storage_state(model: torch.nn.Module) -> dict:
+    "`model`'s state dict as shipped: floating-point tensors in STORAGE_DTYPE, integer buffers (BatchNorm's counts) as they are."
+    return {key: value.to(STORAGE_DTYPE) if value.is_floating_point() else value
+            for key, value in model.state_dict().items()}
 
 
 def save_toy_clip(model: torch.nn.Module, name: str, record: dict, folder=TOY_WEIGHTS_DIR) -> Path:
     "Save the trained CLIP `model` as `name` in `folder`'s toy weights and manifest, in STORAGE_DTYPE."
-    stored = {key: value.to(STORAGE_DTYPE) if value.is_floating_point() else value
-              for key, value in model.state_dict().items()}  # integer buffers (BatchNorm's counts) stay as they are
-    return save_toy_weights(stored, name, dict(record, storage_dtype=str(STORAGE_DTYPE).removeprefix("torch.")),
-                            folder=folder)
+    return save_toy_weights(storage_state(model), name, dict(record, storage_dtype=STORAGE_DTYPE_NAME), folder=folder)
 
 # %% ../nbs/02e_toy_clip.ipynb #4e54d8c0
 def train_toy_clips(folder=TOY_WEIGHTS_DIR, names=TOY_CLIP_NAMES, seed: int = 0, world_seed: int = 0,

@@ -197,7 +197,8 @@ def check_toy_weights(folder=TOY_WEIGHTS_DIR) -> dict:
             for name, entry in _manifest_models(folder, "check_toy_weights").items()}
 
 # %% ../nbs/02c_toy_training.ipynb #fe2425ca
-TOY_WORLD_MODELS = ("swin-l", "resnet50", "vit-b16", "ram", "clip-rn50", "clip-vit-b32", "clip-vit-b16")
+TOY_WORLD_MODELS = ("swin-l", "resnet50", "vit-b16", "ram", "clip-rn50", "clip-vit-b32", "clip-vit-b16", "sd2-inpainting",
+                    "sd2-base")
 TOY_WEIGHTS_STAND_INS = {"clip-vit-l14": "clip-vit-b16"}  # {model: the model whose identical tiny network it loads}
 
 

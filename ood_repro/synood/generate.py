@@ -45,7 +45,8 @@ from transformers import (AutoProcessor, CLIPImageProcessor, CLIPTextConfig, CLI
 from ..backbones import WeightsUnavailableError, get_extractor, hub_offline
 from ..config import check_profile, get_device, load_config, profile_settings, progress_bar, resolve_profile
 from ..data import DatasetSpec, ImageDataset, get_dataset, jpeg_complexity_ranking, load_image
-from ..ram import get_ram_extractor, imagenet_class_tags, imagenet_class_wnids, ram_tag_thresholds
+from ..ram import (RAM_DEFAULT_THRESHOLD, get_ram_extractor, imagenet_class_tags, imagenet_class_wnids,
+                           ram_tag_thresholds)
 from ..registry import get_model
 from ..store import MANIFEST_FILE, atomic_write, cache_key, check_rank, rank_shards, remove_stale_temporaries
 from .guidance import GuidedInpainter, derive_seed, guidance_settings
@@ -461,29 +462,36 @@ def tiny_text_to_image_pipeline(seed: int = 0, image_size: int = 64) -> StableDi
     return _finish(pipeline, f"tiny-sd2-text-to-image-seed{seed}")
 
 # %% ../../nbs/17_synood_generate.ipynb #9db71c65
-def _load_pipeline(pipeline_class, tiny_builder, profile, model_id, device, dtype, seed):
+def _load_pipeline(pipeline_class, tiny_builder, name, profile, model_id, device, dtype, seed, toy_weights):
     check_profile(profile)
     dtype = model_dtype(device, dtype)
     if profile == "smoke":
-        pipeline = tiny_builder(seed).to(device)
+        pipeline = tiny_builder(seed)
+        if toy_weights:
+            # Imported here: ood_repro.toydiffusion trains the pipelines this module builds (a top-level import is a cycle).
+            from ood_repro.toydiffusion import load_toy_pipeline
+            load_toy_pipeline(pipeline, name)
+        pipeline = pipeline.to(device)
         # built in float32; cast only when asked, since diffusers logs a warning on every cast
         return pipeline if dtype == torch.float32 else pipeline.to(dtype=dtype)
-    source = _pretrained_source(model_id, get_model("sd2-inpainting").hub_files[0], "Stable Diffusion pipeline")
+    source = _pretrained_source(model_id, get_model(name).hub_files[0], "Stable Diffusion pipeline")
     pipeline = _load_pretrained(pipeline_class.from_pretrained, source, "Stable Diffusion pipeline", torch_dtype=dtype)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
 
 
 def load_inpaint_pipeline(profile: str = "paper", model_id: str = SD2_INPAINTING, device="cpu",
-                          dtype=None, seed: int = 0) -> StableDiffusionInpaintPipeline:
-    "SD2 inpainting (`paper`: cached or downloadable, else WeightsUnavailableError at once) or the tiny one (`smoke`)."
-    return _load_pipeline(StableDiffusionInpaintPipeline, tiny_inpaint_pipeline, profile, model_id, device, dtype, seed)
+                          dtype=None, seed: int = 0, toy_weights: bool = True) -> StableDiffusionInpaintPipeline:
+    "SD2 inpainting (`paper`: cached or downloadable, else WeightsUnavailableError at once) or the toy world's (`smoke`)."
+    return _load_pipeline(StableDiffusionInpaintPipeline, tiny_inpaint_pipeline, "sd2-inpainting", profile, model_id,
+                          device, dtype, seed, toy_weights)
 
 # %% ../../nbs/17_synood_generate.ipynb #10ca4bc7
 def load_text_to_image_pipeline(profile: str = "paper", model_id: str = SD2_TEXT_TO_IMAGE, device="cpu",
-                                dtype=None, seed: int = 0) -> StableDiffusionPipeline:
-    "SD2 text-to-image for Neg Image (`paper`; our choice of model) or the tiny one (`smoke`)."
-    return _load_pipeline(StableDiffusionPipeline, tiny_text_to_image_pipeline, profile, model_id, device, dtype, seed)
+                                dtype=None, seed: int = 0, toy_weights: bool = True) -> StableDiffusionPipeline:
+    "SD2 text-to-image for Neg Image (`paper`; our choice of model) or the toy world's tiny one (`smoke`)."
+    return _load_pipeline(StableDiffusionPipeline, tiny_text_to_image_pipeline, "sd2-base", profile, model_id, device,
+                          dtype, seed, toy_weights)
 
 # %% ../../nbs/17_synood_generate.ipynb #6655cc10
 def load_source_images(paths, image_size: int) -> torch.Tensor:
@@ -500,10 +508,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 # %% ../../nbs/17_synood_generate.ipynb #c3e466a5
 def make_inpainter(profile: str = "smoke", config=None, seed: int = 0, device="cpu", model_id: str = SD2_INPAINTING,
-                   classifier_checkpoint=None, dtype=None, **overrides) -> GuidedInpainter:
-    "The profile's GuidedInpainter: SD2 inpainting (or tiny, in `dtype`) guided by the float32 `resnet50` extractor."
-    pipeline = load_inpaint_pipeline(profile, model_id=model_id, device=device, dtype=dtype, seed=seed)
-    classifier = get_extractor("resnet50", profile, config, seed=seed, checkpoint=classifier_checkpoint).to(device)
+                   classifier_checkpoint=None, dtype=None, toy_weights: bool = True, **overrides) -> GuidedInpainter:
+    "The profile's GuidedInpainter: SD2 inpainting (or the toy one, in `dtype`) guided by the float32 `resnet50` extractor."
+    pipeline = load_inpaint_pipeline(profile, model_id=model_id, device=device, dtype=dtype, seed=seed,
+                                     toy_weights=toy_weights)
+    classifier = get_extractor("resnet50", profile, config, seed=seed, checkpoint=classifier_checkpoint,
+                               toy_weights=toy_weights).to(device)
     return GuidedInpainter(pipeline, classifier, guidance_settings(profile, **overrides))
 
 # %% ../../nbs/17_synood_generate.ipynb #81672a8c
@@ -746,8 +756,8 @@ def ram_tag_context(profile: str = "smoke", config=None, seed: int = 0, device="
         thresholds = torch.full((len(names),), float(threshold))
     elif len(names) == len(ram_tag_thresholds()):  # the real tag list: the release's per-tag thresholds
         thresholds = torch.as_tensor(ram_tag_thresholds(), dtype=torch.float32)
-    else:
-        thresholds = torch.full((len(names),), 0.5)
+    else:  # a tag list without class-wise thresholds (the toy tagger's): RAM's default
+        thresholds = torch.full((len(names),), RAM_DEFAULT_THRESHOLD)
 
     def tags(path) -> list:
         image = extractor.transform(load_image(path, rgb=extractor.transform.rgb))[None]  # RAM's own preprocessing
