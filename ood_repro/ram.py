@@ -83,8 +83,8 @@ def _ram_thresholds() -> np.ndarray:
     return values
 
 
-# RAM(threshold=0.68) in ram/models/ram.py of xinyu1205/recognize-anything: every tag's threshold before the
-# class-wise file overwrites it, so the threshold of a tagger without such a file (the toy world's)
+# RAM(threshold=0.68) in ram/models/ram.py of xinyu1205/recognize-anything: every tag's threshold until the
+# class-wise file overwrites it; a tagger without such a file (the toy world's) uses it for every tag
 RAM_DEFAULT_THRESHOLD = 0.68
 
 

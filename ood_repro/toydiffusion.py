@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['TOY_DIFFUSION_NAMES', 'TOY_DIFFUSION_SHARED', 'TOY_DIFFUSION_TRAIN_SPLITS', 'TOY_VAE_RECIPE', 'TOY_UNET_RECIPE',
            'TOY_DIFFUSION_EVALUATION_TIMESTEPS', 'to_model_range', 'train_vae', 'reconstruction_mse', 'encode_latents',
-           'sample_latents', 'latent_scale', 'inpainting_masks', 'masked_image_latents', 'train_unets',
-           'evaluate_pipelines', 'save_toy_pipelines', 'load_toy_pipeline', 'train_toy_diffusion']
+           'sample_latents', 'latent_scale', 'inpainting_masks', 'masked_image_latents', 'inpainting_input',
+           'train_unets', 'evaluate_pipelines', 'save_toy_pipelines', 'load_toy_pipeline', 'train_toy_diffusion']
 
 # %% ../nbs/02f_toy_diffusion.ipynb #289e5f02
 import time
@@ -45,7 +45,7 @@ def _random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -
     return torch.stack([image[:, top:top + size, left:left + size] for image, (top, left) in zip(images, corners)])
 
 
-def train_vae(seed: int = 0, steps: int = 1200, batch_size: int = 16, crop_size: int = 32, lr: float = 1e-3,
+def train_vae(seed: int = 0, steps: int = 1200, batch_size: int = 32, crop_size: int = 32, lr: float = 2e-3,
               weight_decay: float = 0.0, kl_weight: float = 1e-6, images: np.ndarray | None = None,
               world_seed: int = 0, image_size: int = TINY_IMAGE_SIZE, log_every: int = 0) -> tuple:
     "Train the smoke pipelines' VAE on the toy world's images (uint8, N × S × S × 3); returns (VAE in eval mode, history)."
@@ -145,7 +145,12 @@ def _tokens(tokenizer, captions: list) -> torch.Tensor:
                      return_tensors="pt").input_ids
 
 
-def train_unets(vae, seed: int = 0, steps: int = 1500, batch_size: int = 64, lr: float = 1e-3,
+def inpainting_input(noisy: torch.Tensor, latent_masks: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
+    "The 9-channel input of SD2 inpainting's UNet, in StableDiffusionInpaintPipeline's order: latent, mask, masked image."
+    return torch.cat([noisy, latent_masks, conditioning], dim=1)
+
+
+def train_unets(vae, seed: int = 0, steps: int = 1200, batch_size: int = 64, lr: float = 1e-3,
                 weight_decay: float = 0.01, warmup_steps: int = 100, caption_dropout: float = 0.1,
                 full_mask_rate: float = 0.5, images: np.ndarray | None = None, captions=None, world_seed: int = 0,
                 image_size: int = TINY_IMAGE_SIZE, log_every: int = 0) -> tuple:
@@ -198,8 +203,8 @@ def train_unets(vae, seed: int = 0, steps: int = 1500, batch_size: int = 64, lr:
         conditioning = masked_image_latents(vae, to_model_range(images[batch.numpy()]), masks, scale, generator)
         latent_masks = F.interpolate(masks, size=latents.shape[-2:])
         hidden_states = text_encoder(batch_tokens)[0]
-        inpainting_input = torch.cat([noisy, latent_masks, conditioning], dim=1)
-        inpainting_loss = F.mse_loss(inpainting_unet(inpainting_input, timesteps, hidden_states).sample, noise)
+        unet_input = inpainting_input(noisy, latent_masks, conditioning)
+        inpainting_loss = F.mse_loss(inpainting_unet(unet_input, timesteps, hidden_states).sample, noise)
         text_loss = F.mse_loss(text_unet(noisy, timesteps, hidden_states).sample, noise)
         optimizer.zero_grad(set_to_none=True)
         (inpainting_loss + text_loss).backward()
@@ -226,10 +231,6 @@ def train_unets(vae, seed: int = 0, steps: int = 1500, batch_size: int = 64, lr:
 TOY_DIFFUSION_EVALUATION_TIMESTEPS = (100, 300, 500, 700, 900)
 
 
-def _unet_input(pipeline, noisy: torch.Tensor, conditioning: torch.Tensor | None, latent_masks) -> torch.Tensor:
-    return noisy if conditioning is None else torch.cat([noisy, latent_masks, conditioning], dim=1)
-
-
 def evaluate_pipelines(pipelines: dict, images: np.ndarray, captions: list, seed: int = 0,
                        timesteps=TOY_DIFFUSION_EVALUATION_TIMESTEPS) -> dict:
     "Reconstruction MSE of the shared VAE and each pipeline's held-out ε-prediction MSE with and without the captions."
@@ -249,12 +250,14 @@ def evaluate_pipelines(pipelines: dict, images: np.ndarray, captions: list, seed
         results = {"vae_reconstruction_mse": reconstruction_mse(vae, images)}
         noises = [torch.randn(latents.shape, generator=generator) for _ in timesteps]
         for name, pipeline in pipelines.items():
-            inpainting = pipeline.unet.config.in_channels == 9
             errors = {kind: [] for kind in prompts}
             for timestep, noise in zip(timesteps, noises):
                 steps = torch.full((len(images),), timestep)
                 noisy = shared.scheduler.add_noise(latents, noise, steps)
-                unet_input = _unet_input(pipeline, noisy, conditioning if inpainting else None, latent_masks)
+                if pipeline.unet.config.in_channels == 9:
+                    unet_input = inpainting_input(noisy, latent_masks, conditioning)
+                else:
+                    unet_input = noisy
                 for kind in prompts:
                     predicted = pipeline.unet(unet_input, steps, hidden[kind]).sample
                     errors[kind].append(float(F.mse_loss(predicted, noise)))
