@@ -11,7 +11,7 @@ __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SC
            'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
            'load_text_to_image_pipeline', 'load_source_images', 'to_uint8', 'make_inpainter', 'generate_dataset',
            'read_manifest', 'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images',
-           'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset']
+           'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset', 'synthetic_folder']
 
 # %% ../../nbs/17_synood_generate.ipynb #8b127991
 import gzip
@@ -823,9 +823,10 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
     else:
         source = llava_context(profile, config=config, device=device, seed=seed, question=question)
     if out_dir is None:
-        settings_name = (f"{profile}-{context}-{loss or 'official'}-{gradient or 'skip'}-{resampling or 'official'}"
+        guidance = inpainter.settings  # resolved: a default and the same value given explicitly name one folder
+        settings_name = (f"{profile}-{context}-{guidance.loss}-{guidance.gradient}-{guidance.classifier_resampling}"
                          f"-n{n_per_class}-steps{steps}")
-        settings_name += f"-iterations{iterations or 'default'}-seed{seed}-{str(dtype).removeprefix('torch.')}"
+        settings_name += f"-iterations{guidance.iterations}-seed{seed}-{str(dtype).removeprefix('torch.')}"
         # the models' identities (weights included) too: new weights must not meet the images of the old ones
         models = cache_key(inpainter=inpainter.identity(),
                            context_source=_context_source_id(source))
@@ -872,3 +873,23 @@ def id_subset_dataset(subset: pd.DataFrame, transform=None, name: str = "synood-
     paths = [Path(path) for path in subset["path"]]
     root = Path(os.path.commonpath([str(path.parent) for path in paths])) if paths else Path(".")
     return ImageDataset(name, root, paths, subset["label"].to_numpy(), transform=transform)
+
+# %% ../../nbs/17_synood_generate.ipynb #50388e1e
+def synthetic_folder(synthetic=None, profile: str = "smoke", *, config=None, seed: int = 0,
+                     min_images: int | None = None, device=None) -> Path:
+    "SynOOD's synthetic images: the folder `synthetic`, or in the smoke profile the toy world's Grad Image set (generated once, cached)."
+    if synthetic is not None:
+        return Path(synthetic)
+    if check_profile(profile) != "smoke":
+        raise ValueError(f"`synthetic` is required in the {profile} profile: the folder of SynOOD's synthetic images "
+                         f"(the grad_image folder of a generate_synthetic_sets run, e.g. tab4_synood's, or <wnid>/<name> "
+                         f"image subfolders).")
+    n_per_class = profile_settings(profile, "synthetic_sets")["n_per_class"]
+    if min_images is not None:
+        if isinstance(min_images, bool) or not isinstance(min_images, int) or min_images < 1:
+            raise ValueError(f"min_images must be a positive int or None, got {min_images!r}.")
+        n_classes = len(get_dataset("imagenet-train", profile=profile, config=config).classes)
+        n_per_class = max(n_per_class, -(-min_images // n_classes))
+    sets = generate_synthetic_sets(profile=profile, config=config, seed=seed, n_per_class=n_per_class, device=device,
+                                   progress=False)
+    return sets["grad_dir"]
