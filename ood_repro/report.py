@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['PAPERS', 'METRICS', 'CONVENTIONS', 'PAPER_CITATIONS', 'STATUS_RECOMPUTED', 'STATUS_NOT_RECOMPUTED',
            'STATUS_TRAINING_CITED', 'STATUS_NOT_IN_PAPER', 'COMPARISON_COLUMNS', 'SMOKE_WATERMARK', 'WATERMARK_GID',
-           'FIGURE_DPI', 'METRIC_DIRECTIONS', 'ROW_DETAILS', 'paper_results', 'paper_table', 'average_mismatches',
-           'provenance_note', 'compare', 'comparison_wide', 'comparison_numbers', 'comparison_legend', 'watermark',
-           'run_stamp', 'metrics_line', 'write_table', 'plot_comparison', 'save_figure', 'preprocessing_legend',
-           'row_details', 'publish', 'plot_sweep', 'feature_tsne', 'plot_tsne', 'plot_synthetic_pairs']
+           'FIGURE_DPI', 'METRIC_DIRECTIONS', 'ROW_DETAILS', 'PAPER_CLAIMS', 'paper_results', 'paper_table',
+           'average_mismatches', 'provenance_note', 'compare', 'comparison_wide', 'comparison_numbers',
+           'comparison_legend', 'watermark', 'run_stamp', 'metrics_line', 'write_table', 'plot_comparison',
+           'save_figure', 'preprocessing_legend', 'row_details', 'publish', 'plot_sweep', 'feature_tsne', 'plot_tsne',
+           'plot_synthetic_pairs', 'Claim', 'claims_table', 'claims_markdown']
 
 # %% ../nbs/05_report.ipynb #83d1c107
 import functools
@@ -16,6 +17,7 @@ import math
 import re
 import subprocess
 import textwrap
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -723,3 +725,83 @@ def plot_synthetic_pairs(grad_dir, n_pairs: int = 4, class_names=None, caption_c
     axes[1, 0].set_ylabel("synthetic (Grad Image)")
     figure.tight_layout()
     return figure
+
+# %% ../nbs/05_report.ipynb #c8c8b5b4
+@dataclass(frozen=True)
+class Claim:
+    "A comparison a paper makes: `row` against `baseline` in the `group` columns of one experiment's published table."
+    experiment: str
+    row: str
+    baseline: str
+    group: str = "Average"  # the column group: "Average", or a dataset group such as "Near"
+    backbone: str | None = None  # the rows' backbone, in a table with one row per method and backbone
+
+    @property
+    def label(self) -> str:
+        where = self.group.lower() if self.backbone is None else f"{self.group.lower()}, {self.backbone}"
+        return f"{self.row} − {self.baseline} ({where})"
+
+
+PAPER_CLAIMS = (  # TagOOD arXiv 2408.15566 Sec. 4.2-4.3, SynOOD arXiv 2507.10225 Sec. 4.2-4.3
+    Claim("tab1_tagood", "TagOOD", "MSP"), Claim("tab1_tagood", "TagOOD", "Energy"),
+    Claim("tab1_tagood", "TagOOD", "MCM"), Claim("tab2_tagood", "TagOOD", "Energy"),
+    Claim("tab3_tagood", "CS", "Tag Score"), Claim("tab3_tagood", "(CE)+CS", "CS"),
+    Claim("tab3_tagood", "(CE+MSE)+CS", "(CE)+CS"), Claim("tab4_tagood", "Cosine Similarity", "KL Divergence"),
+    Claim("tab4_tagood", "Cosine Similarity", "Euclidean Distance"), Claim("tab5_tagood", "Multiple tags", "One tag"),
+    Claim("tab1_synood", "NegLabel", "MCM"), Claim("tab1_synood", "SynOOD", "NegLabel"),
+    Claim("tab2_synood", "SynOOD", "NegLabel", "Near"), Claim("tab2_synood", "SynOOD", "NegLabel", "Far"),
+    *(Claim("tab3_synood", "SynOOD", "NegLabel", backbone=backbone)
+      for backbone in ("CLIP RN50", "CLIP ViT-B/32", "CLIP ViT-B/16")),
+    Claim("tab4_synood", "Projection + Grad Image", "Projection + Neg Image"),
+    Claim("tab4_synood", "Projection + FT Label + Grad Image", "Projection + Grad Image"),
+    Claim("tab5_synood", "Separate (without projection)", "Joint"),
+)
+
+
+def _claim_row(table: pd.DataFrame, claim: Claim, method: str, path: Path) -> pd.Series:
+    chosen = table["method"] == method
+    if claim.backbone is not None:
+        chosen &= table["backbone"] == claim.backbone
+    if chosen.sum() != 1:
+        raise ValueError(f"{path} has {int(chosen.sum())} rows of method {method!r}"
+                         f"{'' if claim.backbone is None else f' and backbone {claim.backbone!r}'}; expected one.")
+    return table[chosen].iloc[0]
+
+
+def claims_table(results_dir, claims=PAPER_CLAIMS) -> pd.DataFrame:
+    "Per claim, row − baseline in the paper and in the run whose `<experiment>.csv` files are in `results_dir`."
+    results_dir = Path(results_dir)
+    records = []
+    for claim in claims:
+        path = results_dir / f"{claim.experiment}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run the experiment {claim.experiment} first "
+                                    f"(`ood-repro run {claim.experiment}`).")
+        table = pd.read_csv(path)
+        row, baseline = (_claim_row(table, claim, method, path) for method in (claim.row, claim.baseline))
+        record = {"experiment": claim.experiment, "comparison": claim.label}
+        for metric in METRICS:
+            for source in ("paper", "ours"):
+                column = f"{claim.group} {metric} {source}"
+                if column not in table.columns:
+                    raise ValueError(f"{path} has no column {column!r}: is {claim.group!r} one of its column groups?")
+                record[f"{metric} {source}"] = row[column] - baseline[column]
+        record["same direction"] = bool(np.sign(record["AUROC paper"]) == np.sign(record["AUROC ours"]))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def claims_markdown(profile: str = "smoke", config: Config | None = None) -> str:
+    "`claims_table` of `profile`'s results as a markdown table: the differences in points, AUROC ↑ and FPR95 ↓."
+    table = claims_table((config or load_config()).output_dir(check_profile(profile)))
+    lines = ["| experiment | comparison | Δ AUROC paper | Δ AUROC ours | Δ FPR95 paper | Δ FPR95 ours | same direction |",
+             "|---|---|---|---|---|---|---|"]
+    for record in table.to_dict("records"):
+        numbers = " | ".join(f"{record[column]:+.2f}" for column in
+                             ("AUROC paper", "AUROC ours", "FPR95 paper", "FPR95 ours"))
+        lines.append(f"| `{record['experiment']}` | {record['comparison']} | {numbers} | "
+                     f"{'yes' if record['same direction'] else 'no'} |")
+    agreeing = int(table["same direction"].sum())
+    lines.append("")
+    lines.append(f"{agreeing} of {len(table)} comparisons move AUROC in the paper's direction.")
+    return "\n".join(lines)

@@ -49,3 +49,35 @@ def test_table_names_every_experiment():
     listed = re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE)
     expected = [experiment.name for experiment in catalogue()]
     assert listed[:len(expected)] == expected, "regenerate the table with `ood-repro list --markdown`"
+
+
+CLAIMS_START = '<!-- ood_repro.report.claims_markdown("smoke") -->'
+CLAIMS_END = '<!-- end of ood_repro.report.claims_markdown("smoke") -->'
+CLAIM_ROW = re.compile(r"^\| `([^`]+)` \| (.+?) \| ([-+.\d]+) \| ([-+.\d]+) \| ([-+.\d]+) \| ([-+.\d]+) \| (yes|no) \|$",
+                       flags=re.MULTILINE)
+TOLERANCE = 0.5  # points: another CPU's float rounding may move a toy number a little, never this much
+
+
+def test_claims_table_matches_the_smoke_run():
+    "README's table of the papers' comparisons is what the smoke run that `make test` has just made gives."
+    import pytest
+    from ood_repro.config import load_config
+    from ood_repro.report import PAPER_CLAIMS, claims_table
+
+    results = load_config().output_dir("smoke")
+    missing = sorted({claim.experiment for claim in PAPER_CLAIMS if not (results / f"{claim.experiment}.csv").is_file()})
+    if missing:
+        message = f"no smoke results of {missing} in {results}: run the notebooks first (`make test` does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    rows = CLAIM_ROW.findall(README.split(CLAIMS_START)[1].split(CLAIMS_END)[0])
+    table = claims_table(results)
+    regenerate = "regenerate README's table with `make toy-claims`"
+    assert [(row[0], row[1]) for row in rows] == list(zip(table["experiment"], table["comparison"])), regenerate
+    for row, record in zip(rows, table.to_dict("records")):
+        printed = dict(zip(("AUROC paper", "AUROC ours", "FPR95 paper", "FPR95 ours"), map(float, row[2:6])))
+        for column, value in printed.items():
+            assert abs(value - record[column]) <= TOLERANCE, (row[1], column, value, record[column], regenerate)
+        if abs(record["AUROC ours"]) > TOLERANCE:  # a difference near zero may change sign between machines
+            assert (row[6] == "yes") == record["same direction"], (row[1], regenerate)
