@@ -105,18 +105,18 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu.py $(BENCH_gpu)
 
 # Draws the toy world (nbs/02b) and trains its models from scratch into ood_repro/resources/toyworld/ with a manifest,
-# in two processes of one thread each (a thread per core; each adds its models to the manifest under a lock):
-# the smoke profile's three classifiers (nbs/02c), then the three CLIP models (nbs/02e); beside them the RAM-shaped
-# tagger (nbs/02d), then the two diffusion pipelines (nbs/02f). About 70 minutes on this project's 2-core machine, the
-# tagger's process setting the pace (tagger 26 minutes, diffusion pipelines 44).
-TOY_WORLD_CLASSIFIERS := from ood_repro.toytrain import train_toy_world; train_toy_world(); \
-	from ood_repro.toyclip import train_toy_clips; train_toy_clips()
-TOY_WORLD_TAGGER := from ood_repro.toytagger import train_toy_tagger; train_toy_tagger(); \
+# in two processes of one thread each (a thread per core; each adds its models to the manifest under a lock), balanced
+# by the shipped run's wall times (the manifest's `wall_s`): the three classifiers (nbs/02c, 26 minutes), then the
+# RAM-shaped tagger (nbs/02d, 26); beside them the three CLIP models (nbs/02e, 18), then the two diffusion pipelines
+# (nbs/02f, 44). About an hour on this project's 2-core machine: 62 minutes by those times.
+TOY_WORLD_CLASSIFIERS_AND_TAGGER := from ood_repro.toytrain import train_toy_world; train_toy_world(); \
+	from ood_repro.toytagger import train_toy_tagger; train_toy_tagger()
+TOY_WORLD_CLIPS_AND_DIFFUSION := from ood_repro.toyclip import train_toy_clips; train_toy_clips(); \
 	from ood_repro.toydiffusion import train_toy_diffusion; train_toy_diffusion()
 toy-world: install
 	@mkdir -p runs/toy-world
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -c '$(TOY_WORLD_CLASSIFIERS)' > runs/toy-world/classifiers.log 2>&1 & first=$$!; \
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -c '$(TOY_WORLD_TAGGER)' > runs/toy-world/tagger.log 2>&1; second=$$?; \
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -c '$(TOY_WORLD_CLASSIFIERS_AND_TAGGER)' > runs/toy-world/classifiers-and-tagger.log 2>&1 & first=$$!; \
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -c '$(TOY_WORLD_CLIPS_AND_DIFFUSION)' > runs/toy-world/clips-and-diffusion.log 2>&1; second=$$?; \
 	wait $$first; first=$$?; tail -n 5 runs/toy-world/*.log; \
 	if [ $$first != 0 ] || [ $$second != 0 ]; then echo "make toy-world failed: see runs/toy-world/*.log"; exit 1; fi
 
