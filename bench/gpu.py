@@ -44,7 +44,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ood_repro.backbones import (OdinExtractor, JigsawExtractor, OpenClipExtractor, TimmClassifier,  # noqa: E402
-                                 _build_network, get_extractor)
+                                 build_network, get_extractor)
 from ood_repro.config import profile_settings  # noqa: E402
 from ood_repro.costs import (ASSUMPTIONS, EXPERIMENT_WORK, Assumption, Extraction, by_stage, estimate,  # noqa: E402
                              experiment_parameters, extraction_rate_name, profile_work)
@@ -108,7 +108,7 @@ def base_extractor(model: str, profile: str, block_norms: bool = False):
                             f"ram:{spec.architecture}:swin_large_patch4_window12_384", "random-init-seed0", **options)
     if profile != "paper":
         return get_extractor(model, profile, block_norms=block_norms)
-    network = _build_network(spec, tiny=False, num_classes=None, seed=0)
+    network = build_network(spec, tiny=False, num_classes=None, seed=0)
     transform = make_transform(spec.preprocessing)
     if spec.library == "timm":
         return TimmClassifier(network, transform, model, spec.real_id, "random-init-seed0", block_norms=block_norms)

@@ -7,8 +7,8 @@ __all__ = ['EXTRACTOR_VERSION', 'BLOCK_NORM_VERSION', 'LOCAL_FEATURES_VERSION', 
            'models_table', 'load_checkpoint', 'read_state_dict', 'load_state_dict_strict', 'file_sha256',
            'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file', 'resolve_weights', 'Extractor',
            'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier', 'clip_tokenizer',
-           'OpenClipExtractor', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle',
-           'JigsawExtractor']
+           'OpenClipExtractor', 'build_network', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order',
+           'jigsaw_puzzle', 'JigsawExtractor']
 
 # %% ../nbs/04_backbones.ipynb #3cdd4be7
 import functools
@@ -467,7 +467,7 @@ _TIMM_CHECKPOINT_FILTERS = {  # what timm applies to downloaded weights of these
 }
 
 
-def _build_network(spec: ModelSpec, tiny: bool, num_classes: int, seed: int) -> torch.nn.Module:
+def build_network(spec: ModelSpec, tiny: bool, num_classes: int, seed: int) -> torch.nn.Module:
     "The randomly initialised network of `spec` (tiny or real), drawn from a private RNG seeded with `seed`."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -530,7 +530,7 @@ def get_extractor(name: str, profile: str = "smoke", config=None, seed: int = 0,
     else:
         weights_file, weights_id = resolve_weights(spec, config=config, checkpoint=checkpoint)
         model_id = spec.real_id
-    network = _build_network(spec, tiny, num_classes, seed)
+    network = build_network(spec, tiny, num_classes, seed)
     if weights_file is not None:
         _load_weights(network, spec, weights_file)
     if spec.library == "timm":
