@@ -38,8 +38,7 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import StableDiffusionInpaintPipeline
 
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,20 +51,9 @@ from ood_repro.data import make_transform  # noqa: E402
 from ood_repro.pipeline import ram_class_tags, ram_extractor_options  # noqa: E402
 from ood_repro.ram import REAL_CONFIG, RAM, RAMExtractor, get_ram_extractor, imagenet_class_tags  # noqa: E402
 from ood_repro.registry import BACKBONE_LIBRARIES, get_model  # noqa: E402
-from ood_repro.synood.generate import (SD2_INPAINT_SCHEDULER, diffusers_clip_tokenizer,  # noqa: E402
-                                       tiny_inpaint_pipeline)
+from ood_repro.synood.generate import real_size_pipeline, tiny_inpaint_pipeline  # noqa: E402
 from ood_repro.synood.guidance import GuidedInpainter, guidance_settings  # noqa: E402
-from skipgrad import SD2_SIZE, SD2_VAE  # noqa: E402  (bench/skipgrad.py: SD2's VAE configuration)
 
-# stabilityai/stable-diffusion-2-inpainting on the Hugging Face Hub: unet/config.json and text_encoder/config.json
-# (OpenCLIP ViT-H's text tower, its last layer dropped: 23 layers)
-SD2_INPAINT_UNET = {"sample_size": SD2_SIZE // 8, "in_channels": 9, "out_channels": 4, "layers_per_block": 2,
-                    "block_out_channels": (320, 640, 1280, 1280), "attention_head_dim": (5, 10, 20, 20),
-                    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, "cross_attention_dim": 1024,
-                    "use_linear_projection": True, "norm_num_groups": 32, "flip_sin_to_cos": True, "freq_shift": 0}
-SD2_TEXT_ENCODER = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23, "num_attention_heads": 16,
-                    "max_position_embeddings": 77, "projection_dim": 512, "hidden_act": "gelu"}
 PROMPT = "A photo only remain grass, sky, tree."  # a context prompt of the release's form (context_prompt)
 
 
@@ -157,20 +145,7 @@ def measure_extraction(model: str, mode: str, profile: str, device: torch.device
 
 def sd2_inpaint_pipeline(profile: str) -> StableDiffusionInpaintPipeline:
     "SD2 inpainting at its real size with random weights (`paper`), or the smoke profile's tiny one; float32, on the CPU."
-    if profile != "paper":
-        return tiny_inpaint_pipeline(seed=0)
-    tokenizer = diffusers_clip_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                                                    eos_token_id=tokenizer.eos_token_id,
-                                                    pad_token_id=tokenizer.pad_token_id, **SD2_TEXT_ENCODER)).eval()
-        unet = UNet2DConditionModel(**SD2_INPAINT_UNET).eval()
-        vae = AutoencoderKL(**SD2_VAE).eval()
-    pipeline = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                              scheduler=PNDMScheduler.from_config(SD2_INPAINT_SCHEDULER),
-                                              safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    return pipeline
+    return real_size_pipeline("sd2-inpainting", seed=0) if profile == "paper" else tiny_inpaint_pipeline(seed=0)
 
 
 def measure_generation(profile: str, device: torch.device, warmup: int, iterations: int,

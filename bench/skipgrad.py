@@ -79,15 +79,12 @@ from torch.utils.flop_counter import FlopCounterMode
 # Benchmark the checkout this script lives in, not whichever ood_repro happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ood_repro.backbones import get_extractor  # noqa: E402
-from ood_repro.synood.generate import tiny_inpaint_pipeline  # noqa: E402
+from ood_repro.synood.generate import SD2_VAE, tiny_inpaint_pipeline  # noqa: E402
 from ood_repro.synood.guidance import GuidedInpainter, guidance_settings  # noqa: E402
+from gpu import PROMPT, base_extractor, sd2_inpaint_pipeline  # noqa: E402  (bench/gpu.py: the real-size models)
 
 MODES = ("skip", "full")
-SD2_SIZE = 512
-# the VAE of stabilityai/stable-diffusion-2-inpainting (vae/config.json on the Hugging Face Hub)
-SD2_VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": (128, 256, 512, 512),
-           "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
-           "layers_per_block": 2, "norm_num_groups": 32, "sample_size": SD2_SIZE}
+SD2_SIZE = SD2_VAE["sample_size"]  # SD2's images: 512 x 512
 
 
 def one_iteration(inpainter, inputs, mode):
@@ -186,9 +183,6 @@ def measured_call(function) -> tuple:
 
 def real_sd2_rows(sizes, step_counts, seed: int) -> list:
     "One row per (size, steps, mode) of one guidance iteration with SD2 inpainting's real-size models (random weights)."
-    # bench/gpu.py imports this module's SD2_VAE: imported here, not at the top, to keep the import order one-way
-    from gpu import PROMPT, base_extractor, sd2_inpaint_pipeline
-
     pipeline = sd2_inpaint_pipeline("paper")
     classifier = base_extractor("resnet50", "paper")
     weights = sum(parameter.numel() * parameter.element_size()
@@ -294,9 +288,6 @@ def counted_flops(function) -> int:
 
 def sd2_part_flops(size: int) -> dict:
     "FLOPs of each part of one guidance pass for one image at `size` px, SD2 inpainting's real models on the meta device."
-    # bench/gpu.py imports this module's SD2_VAE: imported here, not at the top, to keep the import order one-way
-    from gpu import base_extractor, sd2_inpaint_pipeline
-
     latent = size // 8
     with torch.device("meta"):
         pipeline = sd2_inpaint_pipeline("paper")

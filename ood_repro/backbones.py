@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['EXTRACTOR_VERSION', 'BLOCK_NORM_VERSION', 'LOCAL_FEATURES_VERSION', 'CLIP_OUTPUTS_VERSION', 'get_spec',
            'models_table', 'load_checkpoint', 'read_state_dict', 'load_state_dict_strict', 'file_sha256',
-           'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file', 'resolve_weights', 'Extractor',
-           'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier', 'clip_tokenizer',
-           'OpenClipExtractor', 'build_network', 'get_extractor', 'normalisation_std', 'OdinExtractor', 'jigsaw_order',
-           'jigsaw_puzzle', 'JigsawExtractor']
+           'WeightsUnavailableError', 'hub_offline', 'hub_location', 'hub_weights_file', 'configured_checkpoint',
+           'resolve_weights', 'Extractor', 'ExtractorWrapper', 'feature_map_norm', 'feature_blocks', 'TimmClassifier',
+           'clip_tokenizer', 'OpenClipExtractor', 'build_network', 'get_extractor', 'normalisation_std',
+           'OdinExtractor', 'jigsaw_order', 'jigsaw_puzzle', 'JigsawExtractor']
 
 # %% ../nbs/04_backbones.ipynb #3cdd4be7
 import functools
@@ -197,6 +197,19 @@ def hub_weights_file(spec: ModelSpec) -> Path:
     raise _unavailable(spec, f"{repository} has none of the files {list(filenames)}")
 
 # %% ../nbs/04_backbones.ipynb #06c0aa6b
+def configured_checkpoint(spec: ModelSpec, config=None, folder: bool = False) -> Path | None:
+    "The local copy `checkpoints:` names for `spec` (a file; with `folder`, a save_pretrained() folder), or None."
+    config = config or load_config()
+    if spec.config_key not in config.checkpoints:
+        return None
+    path = config.checkpoint(spec.config_key)
+    if not (path.is_dir() if folder else path.is_file()):
+        what = "a save_pretrained() folder" if folder else "an existing file"
+        raise FileNotFoundError(f"Checkpoint {path} for model {spec.name!r} (configured as `checkpoints: "
+                                f"{{{spec.config_key}: ...}}` in the config file) is not {what}.")
+    return path
+
+
 def resolve_weights(spec: ModelSpec, config=None, checkpoint=None) -> tuple:
     "(weights file, weights id) for the paper profile: explicit checkpoint, configured checkpoint, hub cache, hub."
     if checkpoint is not None:
@@ -204,12 +217,8 @@ def resolve_weights(spec: ModelSpec, config=None, checkpoint=None) -> tuple:
         if not path.is_file():
             raise FileNotFoundError(f"Checkpoint {path} for model {spec.name!r} does not exist (the `checkpoint` argument).")
         return path, f"sha256:{file_sha256(path)}"
-    config = config or load_config()
-    if spec.config_key in config.checkpoints:
-        path = config.checkpoint(spec.config_key)
-        if not path.is_file():
-            raise FileNotFoundError(f"Checkpoint {path} for model {spec.name!r} does not exist (configured as "
-                                    f"`checkpoints: {{{spec.config_key}: ...}}` in the config file).")
+    path = configured_checkpoint(spec, config)
+    if path is not None:
         return path, f"sha256:{file_sha256(path)}"
     return hub_weights_file(spec), spec.pretrained_tag
 

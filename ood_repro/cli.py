@@ -911,8 +911,8 @@ def _hub_cached(repository: str, filenames) -> Path | None:
 
 def _weight_fix(spec: ModelSpec) -> str:
     "How to get model `spec`'s weights: the download into the Hugging Face cache, or the config line of a local file."
-    local = (f"or point at a local file: `{spec.config_line}` in ood_repro.yml" if spec.config_line is not None else
-             "no `checkpoints:` key is read for it (its loader takes a local save_pretrained() folder as model id)")
+    local = (f"or point at a local copy: `{spec.config_line}` in ood_repro.yml" if spec.config_line is not None else
+             "no `checkpoints:` key is read for it")
     return f"download: {spec.download_command} ({_hub_page(spec)}); {local}"
 
 

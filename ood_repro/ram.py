@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from torch import nn
 
-from .backbones import file_sha256, hub_offline, load_checkpoint
-from .config import check_profile, load_config
+from .backbones import configured_checkpoint, file_sha256, hub_offline, load_checkpoint
+from .config import check_profile
 from .data import make_transform
 from .registry import MODELS, ModelSpec, get_model
 from .toytrain import toy_weights_file
@@ -548,11 +548,8 @@ def _ram_weights_file(spec: ModelSpec, config, checkpoint) -> Path:
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"Checkpoint {checkpoint} for {name!r} does not exist (the `checkpoint` argument).")
         return Path(checkpoint)
-    config = config or load_config()
-    if key in config.checkpoints:
-        path = config.checkpoint(key)
-        if not path.is_file():
-            raise FileNotFoundError(f"Checkpoint {path} for {name!r} does not exist (configured as `checkpoints: {{{key}: ...}}`).")
+    path = configured_checkpoint(spec, config)
+    if path is not None:
         return path
     cached = try_to_load_from_cache(repository, filename)
     if isinstance(cached, str):

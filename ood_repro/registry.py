@@ -66,6 +66,8 @@ class ModelSpec:
         "The `ood_repro.yml` entry that points the loader at a local file; None where it reads none."
         if self.config_key is None:
             return None
+        if self.library in FOLDER_LIBRARIES:  # the pipeline or model reads a whole folder, as save_pretrained() writes it
+            return f"checkpoints: {{{self.config_key}: /path/to/save_pretrained_folder}}"
         return f"checkpoints: {{{self.config_key}: /path/to/{self.hub_files[0]}}}"
 
 # %% ../nbs/04a_registry.ipynb #884d541a
@@ -134,17 +136,17 @@ MODELS = {spec.name: spec for spec in [
     ModelSpec("sd2-inpainting", "diffusers", "StableDiffusionInpaintPipeline",
               description="Stable Diffusion 2 inpainting, SynOOD's guided generation (the release's model)",
               hub_repository="stabilityai/stable-diffusion-2-inpainting", hub_files=("model_index.json",),
-              configurable=False, read_by=_SYNOOD, loader="ood_repro.synood.generate:load_inpaint_pipeline"),
+              read_by=_SYNOOD, loader="ood_repro.synood.generate:load_inpaint_pipeline"),
     ModelSpec("sd2-base", "diffusers", "StableDiffusionPipeline",
               description="Stable Diffusion 2 base (text to image), SynOOD Table 4's Neg Image set (our choice: its "
                           "generator is not released)",
               hub_repository="stabilityai/stable-diffusion-2-base", hub_files=("model_index.json",),
-              configurable=False, read_by=("tab4_synood",),
+              read_by=("tab4_synood",),
               loader="ood_repro.synood.generate:load_text_to_image_pipeline"),
     ModelSpec("llava", "transformers", "LlavaForConditionalGeneration",
               description="LLaVA 1.5 7B, SynOOD's context with context='llava' (our choice: the paper names no version)",
               hub_repository="llava-hf/llava-1.5-7b-hf", hub_files=("config.json",),
-              configurable=False, loader="ood_repro.synood.generate:load_llava"),
+              loader="ood_repro.synood.generate:load_llava"),
 ]}
 
 # %% ../nbs/04a_registry.ipynb #4a3ae194
@@ -172,7 +174,9 @@ def weights_table() -> str:
     rows = ["| name (`checkpoints:` key) | what | library: paper model | Hugging Face repository: files | read by |",
             "|---|---|---|---|---|"]
     for spec in MODELS.values():
-        key = f"`{spec.name}`" if spec.configurable else f"`{spec.name}` (no key: a local `save_pretrained()` folder as model id)"
+        key = f"`{spec.name}`" if spec.configurable else f"`{spec.name}` (no key)"
+        if spec.configurable and spec.library in FOLDER_LIBRARIES:
+            key += " (a `save_pretrained()` folder)"
         model = f"{spec.library}: `{spec.architecture}`" + (f" `{spec.pretrained_tag}`" if spec.pretrained_tag else "")
         files = ", ".join(f"`{filename}`" for filename in spec.hub_files)
         rows.append(f"| {key} | {spec.description} | {model} | `{spec.hub_repository}`: {files} | "

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['REHEARSAL_SUBFOLDERS', 'REHEARSAL_IMAGE_SIZE', 'REHEARSAL_CHECKPOINT_MODELS', 'write_rehearsal_data',
-           'write_rehearsal_checkpoints']
+           'write_rehearsal_checkpoints', 'prepare_rehearsal']
 
 # %% ../nbs/23_rehearsal.ipynb #8fe75be2
 import json
@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import save as safetensors_save
 
@@ -20,6 +21,7 @@ from .data import DATASETS, SMOKE_COUNTERPARTS, DatasetSpec
 from .ram import RAM, REAL_CONFIG, imagenet_class_wnids, official_name
 from .registry import get_model
 from .store import atomic_write, temporary_path
+from .synood.generate import real_size_pipeline
 from .toyworld import make_split
 
 # %% ../nbs/23_rehearsal.ipynb #e6014464
@@ -90,7 +92,7 @@ def write_rehearsal_data(root, images_per_folder: int = 1, seed: int = 0) -> dic
 
 # %% ../nbs/23_rehearsal.ipynb #9c507935
 REHEARSAL_CHECKPOINT_MODELS = ("swin-l", "resnet50", "vit-b16", "clip-rn50", "clip-vit-b32", "clip-vit-b16",
-                               "clip-vit-l14", "ram", "ram-plus")
+                               "clip-vit-l14", "ram", "ram-plus", "sd2-inpainting", "sd2-base")
 _CHECKPOINTS_MARKER = ".ood_repro_rehearsal_checkpoints.json"
 
 
@@ -100,6 +102,16 @@ def _random_official_state(spec, seed: int) -> dict:
         model = RAM(REAL_CONFIG, spec.architecture, seed=seed)
         return {official_name(name): tensor for name, tensor in model.state_dict().items()}
     return build_network(spec, tiny=False, num_classes=None, seed=seed).state_dict()
+
+
+def _write_pipeline(name: str, folder: Path, seed: int) -> None:
+    "The real-size random pipeline `name` as the save_pretrained() folder `folder`, renamed into place when complete."
+    staging = temporary_path(folder.parent, folder.name)
+    try:
+        real_size_pipeline(name, seed).save_pretrained(staging)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_checkpoint(state: dict, path: Path) -> None:
@@ -116,7 +128,7 @@ def write_rehearsal_checkpoints(folder, names=REHEARSAL_CHECKPOINT_MODELS, seed:
     file format and key layout, under `folder/<name>/`; the `checkpoints:` mapping of a config file that loads them."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
-    specs = [get_model(name, ("timm", "open_clip", "ram")) for name in names]
+    specs = [get_model(name, ("timm", "open_clip", "ram", "diffusers")) for name in names]
     folder = Path(folder)
     marker = folder / _CHECKPOINTS_MARKER
     if marker.is_file() and json.loads(marker.read_text(encoding="utf-8"))["seed"] != seed:
@@ -126,8 +138,25 @@ def write_rehearsal_checkpoints(folder, names=REHEARSAL_CHECKPOINT_MODELS, seed:
     marker.write_text(json.dumps({"generator": "ood_repro.rehearsal", "seed": seed}), encoding="utf-8")
     mapping = {}
     for spec in specs:
-        path = folder / spec.name / spec.hub_files[0]
-        if not path.is_file():
-            _write_checkpoint(_random_official_state(spec, seed), path)
+        if spec.library == "diffusers":  # a pipeline is a folder: the one a user's `checkpoints:` entry names
+            path = folder / spec.name
+            if not path.is_dir():
+                _write_pipeline(spec.name, path, seed)
+        else:
+            path = folder / spec.name / spec.hub_files[0]
+            if not path.is_file():
+                _write_checkpoint(_random_official_state(spec, seed), path)
         mapping[spec.config_key] = str(path)
     return mapping
+
+# %% ../nbs/23_rehearsal.ipynb #20006800
+def prepare_rehearsal(folder, images_per_folder: int = 1, seed: int = 0, models=REHEARSAL_CHECKPOINT_MODELS) -> Path:
+    """The data root (`folder/data`), the checkpoints of `models` (`folder/weights`) and the config file joining them with
+    `rehearsal: true`, whose cache, work files and results stay in `folder`; the config file's path."""
+    folder = Path(folder).resolve()
+    write_rehearsal_data(folder / "data", images_per_folder=images_per_folder, seed=seed)
+    checkpoints = write_rehearsal_checkpoints(folder / "weights", models, seed=seed)
+    content = {"data_root": str(folder / "data"), "checkpoints": checkpoints, "rehearsal": True,
+               "work_dir": str(folder / "work"), "cache_dir": str(folder / "cache"), "results_dir": str(folder / "results")}
+    text = yaml.safe_dump(content, sort_keys=False).encode("utf-8")
+    return atomic_write(folder / "ood_repro.yml", lambda handle: handle.write(text))

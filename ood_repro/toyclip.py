@@ -23,10 +23,10 @@ from .data import class_names
 from .labels import encode_prompts
 from .metrics import evaluate
 from .neglabel import NegLabel, WordCorpus, class_prompts, mine_negatives
-from .registry import MODELS, TINY_IMAGE_SIZE, get_model
+from .registry import TINY_IMAGE_SIZE, get_model
 from .toytrain import (TOY_WEIGHTS_DIR, batch_order, check_recipe, check_world_splits, preprocess,
                                save_toy_weights)
-from .toyworld import CORPUS, ID_CLASSES, make_split
+from .toyworld import CORPUS, make_split
 
 # %% ../nbs/02e_toy_clip.ipynb #3e15b147
 TOY_CLIP_NAMES = ("clip-rn50", "clip-vit-b32", "clip-vit-b16")  # SynOOD Table 3's three CLIP backbones

@@ -22,7 +22,7 @@ from .synood.generate import tiny_inpaint_pipeline, tiny_text_to_image_pipeline
 from .toyclip import STORAGE_DTYPE_NAME, learning_rate, storage_state
 from .toytrain import (TOY_WEIGHTS_DIR, batch_order, check_recipe, check_world_splits, save_toy_weights,
                                 toy_weights_file)
-from .toyworld import ID_CLASSES, make_split
+from .toyworld import make_split
 
 # %% ../nbs/02f_toy_diffusion.ipynb #ec876704
 TOY_DIFFUSION_NAMES = ("sd2-inpainting", "sd2-base")  # the registry's SD2 inpainting and text-to-image pipelines

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from .data import make_transform
 from .metrics import evaluate
 from .ram import RAM, TINY_CONFIG, RAMExtractor, official_name
-from .registry import TINY_IMAGE_SIZE, get_model
+from .registry import get_model
 from .toytrain import (MANIFEST_NAME, TOY_EVALUATION_SPLITS, TOY_WEIGHTS_DIR, batch_order, check_recipe,
                                check_world_splits, gradient_step, preprocess, save_toy_weights)
-from .toyworld import ID_CLASS_TAGS, ID_CLASSES, TAG_GROUPS, VOCABULARY, WORLD_SPLITS, make_split
+from .toyworld import TAG_GROUPS, VOCABULARY, make_split
 
 # %% ../nbs/02d_toy_tagger.ipynb #44c5158a
 def toy_ram_transform():

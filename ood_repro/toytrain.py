@@ -25,7 +25,7 @@ from .logit_baselines import MSP
 from .metrics import evaluate
 from .registry import TINY_IMAGE_SIZE, get_model
 from .store import atomic_write, exclusive_lock
-from .toyworld import ID_CLASSES, WORLD_SPLITS, make_split
+from .toyworld import ID_CLASSES, make_split
 
 # %% ../nbs/02c_toy_training.ipynb #9f92f9a3
 TOY_WEIGHTS_DIR = Path(str(resources.files("ood_repro").joinpath("resources", "toyworld")))

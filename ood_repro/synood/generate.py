@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SCHEDULER', 'ID_SUBSET_FILE',
            'DEFAULT_CONTEXT_QUESTION', 'LLAVA_PROMPT_FORMAT', 'PROMPT_TEMPLATE', 'RELEASE_CONTEXT_CHARS',
-           'PROMPT_FORMS', 'MODEL_DTYPES', 'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT',
-           'CONTEXT_SOURCES', 'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer',
-           'ContextCache', 'TagContext', 'tiny_llava', 'model_dtype', 'load_llava', 'MLLMContext', 'llava_context',
-           'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'load_inpaint_pipeline',
+           'PROMPT_FORMS', 'MODEL_DTYPES', 'SD2_UNET', 'SD2_UNET_IN_CHANNELS', 'SD2_VAE', 'SD2_TEXT_ENCODER',
+           'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT', 'CONTEXT_SOURCES', 'select_id_subset',
+           'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext', 'paper_model_id',
+           'tiny_llava', 'model_dtype', 'load_llava', 'MLLMContext', 'llava_context', 'diffusers_clip_tokenizer',
+           'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'real_size_pipeline', 'load_inpaint_pipeline',
            'load_text_to_image_pipeline', 'load_source_images', 'to_uint8', 'make_inpainter', 'generate_dataset',
            'read_manifest', 'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images',
            'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset', 'synthetic_folder']
@@ -42,7 +43,7 @@ from transformers import (AutoProcessor, CLIPImageProcessor, CLIPTextConfig, CLI
                           CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
                           PreTrainedTokenizerFast)
 
-from ..backbones import WeightsUnavailableError, get_extractor, hub_offline
+from ..backbones import WeightsUnavailableError, configured_checkpoint, get_extractor, hub_offline
 from ..config import check_profile, get_device, load_config, profile_settings, progress_bar, resolve_profile
 from ..data import DatasetSpec, ImageDataset, get_dataset, jpeg_complexity_ranking, load_image
 from ..ram import (RAM_DEFAULT_THRESHOLD, get_ram_extractor, imagenet_class_tags, imagenet_class_wnids,
@@ -277,6 +278,15 @@ def _pretrained_source(model_id: str, marker: str, what: str) -> str:
     return model_id
 
 
+def paper_model_id(name: str, model_id=None, config=None) -> str:
+    "What the paper profile loads for registry model `name`: `model_id`, else its `checkpoints:` folder, else its hub id."
+    if model_id is not None:
+        return str(model_id)
+    spec = get_model(name, ("diffusers", "transformers"))
+    folder = configured_checkpoint(spec, config, folder=True)
+    return spec.hub_repository if folder is None else str(folder)
+
+
 def _load_pretrained(loader, source: str, what: str, **kwargs):
     try:
         return loader(source, local_files_only=hub_offline(), **kwargs)
@@ -333,12 +343,13 @@ def model_dtype(device, dtype=None) -> torch.dtype:
     return dtype
 
 # %% ../../nbs/17_synood_generate.ipynb #20882dae
-def load_llava(profile: str = "paper", model_id: str = LLAVA_MODEL, device="cpu", dtype=None, seed: int = 0) -> tuple:
-    "(model, processor): the real LLaVA `model_id` in `paper` (cached or downloadable, else a clear error), tiny in `smoke`."
+def load_llava(profile: str = "paper", model_id=None, device="cpu", dtype=None, seed: int = 0, config=None) -> tuple:
+    "(model, processor): LLaVA in `paper` (`paper_model_id`: cached or downloadable, else a clear error), tiny in `smoke`."
     check_profile(profile)
     if profile == "smoke":
         model, processor = tiny_llava(seed)
         return model.to(device), processor
+    model_id = paper_model_id("llava", model_id, config)
     source = _pretrained_source(model_id, get_model("llava").hub_files[0], "LLaVA model")
     dtype = model_dtype(device, dtype)
     processor = _load_pretrained(AutoProcessor.from_pretrained, source, "LLaVA processor")
@@ -396,10 +407,10 @@ class MLLMContext:
             self.cache.flush()
 
 # %% ../../nbs/17_synood_generate.ipynb #780528c5
-def llava_context(profile: str = "smoke", model_id: str = LLAVA_MODEL, config=None, device="cpu", seed: int = 0,
+def llava_context(profile: str = "smoke", model_id=None, config=None, device="cpu", seed: int = 0,
                   **options) -> MLLMContext:
     "An MLLMContext on `load_llava(profile, ...)`, caching answers under `config.cache_dir / 'synood-contexts'`."
-    model, processor = load_llava(profile, model_id=model_id, device=device, seed=seed)
+    model, processor = load_llava(profile, model_id=model_id, device=device, seed=seed, config=config)
     config = config or load_config()
     return MLLMContext(model, processor, cache=ContextCache(Path(config.cache_dir) / "synood-contexts"), **options)
 
@@ -461,8 +472,40 @@ def tiny_text_to_image_pipeline(seed: int = 0, image_size: int = 64) -> StableDi
                                        requires_safety_checker=False)
     return _finish(pipeline, f"tiny-sd2-text-to-image-seed{seed}")
 
+# %% ../../nbs/17_synood_generate.ipynb #ca0b57cf
+# stabilityai/stable-diffusion-2-inpainting and -2-base on the Hugging Face hub: unet/, vae/, text_encoder/config.json
+SD2_UNET = {"sample_size": 64, "out_channels": 4, "layers_per_block": 2, "block_out_channels": (320, 640, 1280, 1280),
+            "attention_head_dim": (5, 10, 20, 20), "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, "cross_attention_dim": 1024,
+            "use_linear_projection": True, "norm_num_groups": 32, "flip_sin_to_cos": True, "freq_shift": 0}
+SD2_UNET_IN_CHANNELS = {"sd2-inpainting": 9, "sd2-base": 4}  # inpainting: latents, mask, masked-image latents
+SD2_VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": (128, 256, 512, 512),
+           "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+           "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 512}
+SD2_TEXT_ENCODER = {"vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 23,
+                    "num_attention_heads": 16, "max_position_embeddings": 77, "projection_dim": 512, "hidden_act": "gelu"}
+
+
+def real_size_pipeline(name: str = "sd2-inpainting", seed: int = 0):
+    "SD2 inpainting or base (`name`) at the real architecture with random weights drawn from `seed`, built offline."
+    if name not in SD2_UNET_IN_CHANNELS:
+        raise ValueError(f"real_size_pipeline: name must be one of {list(SD2_UNET_IN_CHANNELS)}, got {name!r}.")
+    tokenizer = diffusers_clip_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=tokenizer.bos_token_id,
+                                                    eos_token_id=tokenizer.eos_token_id,
+                                                    pad_token_id=tokenizer.pad_token_id, **SD2_TEXT_ENCODER)).eval()
+        unet = UNet2DConditionModel(in_channels=SD2_UNET_IN_CHANNELS[name], **SD2_UNET).eval()
+        vae = AutoencoderKL(**SD2_VAE).eval()
+    pipeline_class = StableDiffusionInpaintPipeline if name == "sd2-inpainting" else StableDiffusionPipeline
+    pipeline = pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=PNDMScheduler.from_config(SD2_INPAINT_SCHEDULER), safety_checker=None,
+                              feature_extractor=None, requires_safety_checker=False)
+    return _finish(pipeline, f"random-{name}-seed{seed}")
+
 # %% ../../nbs/17_synood_generate.ipynb #9db71c65
-def _load_pipeline(pipeline_class, tiny_builder, name, profile, model_id, device, dtype, seed, toy_weights):
+def _load_pipeline(pipeline_class, tiny_builder, name, profile, model_id, device, dtype, seed, toy_weights, config):
     check_profile(profile)
     dtype = model_dtype(device, dtype)
     if profile == "smoke":
@@ -474,24 +517,25 @@ def _load_pipeline(pipeline_class, tiny_builder, name, profile, model_id, device
         pipeline = pipeline.to(device)
         # built in float32; cast only when asked, since diffusers logs a warning on every cast
         return pipeline if dtype == torch.float32 else pipeline.to(dtype=dtype)
-    source = _pretrained_source(model_id, get_model(name).hub_files[0], "Stable Diffusion pipeline")
-    pipeline = _load_pretrained(pipeline_class.from_pretrained, source, "Stable Diffusion pipeline", torch_dtype=dtype)
+    source = _pretrained_source(paper_model_id(name, model_id, config), get_model(name).hub_files[0],
+                                "Stable Diffusion pipeline")
+    pipeline = _load_pretrained(pipeline_class.from_pretrained, source, "Stable Diffusion pipeline", dtype=dtype)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
 
 
-def load_inpaint_pipeline(profile: str = "paper", model_id: str = SD2_INPAINTING, device="cpu",
-                          dtype=None, seed: int = 0, toy_weights: bool = True) -> StableDiffusionInpaintPipeline:
+def load_inpaint_pipeline(profile: str = "paper", model_id=None, device="cpu", dtype=None, seed: int = 0,
+                          toy_weights: bool = True, config=None) -> StableDiffusionInpaintPipeline:
     "SD2 inpainting (`paper`: cached or downloadable, else WeightsUnavailableError at once) or the toy world's (`smoke`)."
     return _load_pipeline(StableDiffusionInpaintPipeline, tiny_inpaint_pipeline, "sd2-inpainting", profile, model_id,
-                          device, dtype, seed, toy_weights)
+                          device, dtype, seed, toy_weights, config)
 
 # %% ../../nbs/17_synood_generate.ipynb #10ca4bc7
-def load_text_to_image_pipeline(profile: str = "paper", model_id: str = SD2_TEXT_TO_IMAGE, device="cpu",
-                                dtype=None, seed: int = 0, toy_weights: bool = True) -> StableDiffusionPipeline:
+def load_text_to_image_pipeline(profile: str = "paper", model_id=None, device="cpu", dtype=None, seed: int = 0,
+                                toy_weights: bool = True, config=None) -> StableDiffusionPipeline:
     "SD2 text-to-image for Neg Image (`paper`; our choice of model) or the toy world's tiny one (`smoke`)."
     return _load_pipeline(StableDiffusionPipeline, tiny_text_to_image_pipeline, "sd2-base", profile, model_id, device,
-                          dtype, seed, toy_weights)
+                          dtype, seed, toy_weights, config)
 
 # %% ../../nbs/17_synood_generate.ipynb #6655cc10
 def load_source_images(paths, image_size: int) -> torch.Tensor:
@@ -507,11 +551,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 # %% ../../nbs/17_synood_generate.ipynb #c3e466a5
-def make_inpainter(profile: str = "smoke", config=None, seed: int = 0, device="cpu", model_id: str = SD2_INPAINTING,
+def make_inpainter(profile: str = "smoke", config=None, seed: int = 0, device="cpu", model_id=None,
                    classifier_checkpoint=None, dtype=None, toy_weights: bool = True, **overrides) -> GuidedInpainter:
     "The profile's GuidedInpainter: SD2 inpainting (or the toy one, in `dtype`) guided by the float32 `resnet50` extractor."
     pipeline = load_inpaint_pipeline(profile, model_id=model_id, device=device, dtype=dtype, seed=seed,
-                                     toy_weights=toy_weights)
+                                     toy_weights=toy_weights, config=config)
     classifier = get_extractor("resnet50", profile, config, seed=seed, checkpoint=classifier_checkpoint,
                                toy_weights=toy_weights).to(device)
     return GuidedInpainter(pipeline, classifier, guidance_settings(profile, **overrides))
@@ -842,7 +886,7 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
         if not isinstance(n_images, int) or n_images < 1:
             raise ValueError(f"neg_images must be a positive int or None, got {n_images!r}.")
         labels, per_label = _spread_labels(negative_labels, n_images)
-        pipeline = load_text_to_image_pipeline(profile, device=device, dtype=dtype, seed=seed)
+        pipeline = load_text_to_image_pipeline(profile, device=device, dtype=dtype, seed=seed, config=config)
         settings = replace(TextToImageSettings(**profile_settings(profile, "text_to_image")), num_inference_steps=steps)
         sets["neg_dir"] = out_dir / "neg_image"
         sets["neg"] = generate_negative_label_images(labels, pipeline, sets["neg_dir"], settings,
