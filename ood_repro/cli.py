@@ -35,7 +35,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import PROFILES, REHEARSAL_NOTE, Config, find_repo_root, kernel_config, load_config
+from .config import (PROFILES, REHEARSAL_NOTE, Config, absolute_path_variables, find_repo_root, kernel_config,
+                              load_config)
 from .registry import MODELS, ModelSpec, models_read_by
 
 # %% ../nbs/18_cli.ipynb #5a657ec1
@@ -1377,6 +1378,7 @@ def main(argv: list | None = None) -> int:
     except SystemExit as exit:  # argparse exits on --help and on usage errors; callers get the code instead
         return exit.code if isinstance(exit.code, int) else 2
     out = sys.stdout
+    absolute_path_variables()  # the kernels `run` starts in nbs/ must read the paths the user meant, from here
     try:
         config = load_config(args.config)
         nbs = notebooks_dir(args.notebooks)
