@@ -427,28 +427,36 @@ def diffusers_clip_tokenizer(context_length: int = 77) -> CLIPTokenizer:
                          model_max_length=context_length, pad_token="!")
 
 # %% ../../nbs/17_synood_generate.ipynb #8e32f5e3
+def _sd2_components(seed: int, text_encoder: dict, unet: dict, vae: dict) -> dict:
+    "Tokenizer, text encoder, UNet, VAE and SD2's scheduler of an SD2-shaped pipeline of these configurations, drawn from `seed`."
+    tokenizer = diffusers_clip_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_model = CLIPTextModel(CLIPTextConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                                  pad_token_id=tokenizer.pad_token_id, **text_encoder)).eval()
+        unet_model = UNet2DConditionModel(**unet).eval()
+        vae_model = AutoencoderKL(**vae).eval()
+    scheduler = PNDMScheduler.from_config(SD2_INPAINT_SCHEDULER)  # from_config: the hub config has extra keys
+    return {"vae": vae_model, "text_encoder": text_model, "tokenizer": tokenizer, "unet": unet_model,
+            "scheduler": scheduler}
+
+
 def _tiny_components(seed: int, image_size: int, unet_in_channels: int) -> dict:
     "Tokenizer, text encoder, UNet, VAE and scheduler of a tiny SD2-shaped pipeline, drawn from `seed`."
     if image_size % 8:
         raise ValueError(f"Tiny pipelines need an image_size that is a multiple of 8, got {image_size}.")
-    tokenizer = diffusers_clip_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=77, projection_dim=32, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)).eval()
-        unet = UNet2DConditionModel(
-            sample_size=image_size // 8, in_channels=unet_in_channels, out_channels=4, layers_per_block=1,
-            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
-            norm_num_groups=32).eval()
-        vae = AutoencoderKL(  # four blocks: 2 ** (4 - 1) = 8, SD's latent factor
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32,) * 4,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=1, norm_num_groups=32, sample_size=image_size).eval()
-    scheduler = PNDMScheduler.from_config(SD2_INPAINT_SCHEDULER)  # from_config: the hub config has extra keys
-    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
+    # CLIP's 49,408 tokens, as diffusers_clip_tokenizer builds them
+    text_encoder = dict(vocab_size=49408, hidden_size=32, intermediate_size=37,
+                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, projection_dim=32)
+    unet = dict(sample_size=image_size // 8, in_channels=unet_in_channels, out_channels=4, layers_per_block=1,
+                block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+                norm_num_groups=32)
+    vae = dict(  # four blocks: 2 ** (4 - 1) = 8, SD's latent factor
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32,) * 4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1, norm_num_groups=32, sample_size=image_size)
+    return _sd2_components(seed, text_encoder, unet, vae)
 
 
 def _finish(pipeline, name: str):
@@ -490,18 +498,9 @@ def real_size_pipeline(name: str = "sd2-inpainting", seed: int = 0):
     "SD2 inpainting or base (`name`) at the real architecture with random weights drawn from `seed`, built offline."
     if name not in SD2_UNET_IN_CHANNELS:
         raise ValueError(f"real_size_pipeline: name must be one of {list(SD2_UNET_IN_CHANNELS)}, got {name!r}.")
-    tokenizer = diffusers_clip_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=tokenizer.bos_token_id,
-                                                    eos_token_id=tokenizer.eos_token_id,
-                                                    pad_token_id=tokenizer.pad_token_id, **SD2_TEXT_ENCODER)).eval()
-        unet = UNet2DConditionModel(in_channels=SD2_UNET_IN_CHANNELS[name], **SD2_UNET).eval()
-        vae = AutoencoderKL(**SD2_VAE).eval()
+    components = _sd2_components(seed, SD2_TEXT_ENCODER, dict(SD2_UNET, in_channels=SD2_UNET_IN_CHANNELS[name]), SD2_VAE)
     pipeline_class = StableDiffusionInpaintPipeline if name == "sd2-inpainting" else StableDiffusionPipeline
-    pipeline = pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                              scheduler=PNDMScheduler.from_config(SD2_INPAINT_SCHEDULER), safety_checker=None,
-                              feature_extractor=None, requires_safety_checker=False)
+    pipeline = pipeline_class(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return _finish(pipeline, f"random-{name}-seed{seed}")
 
 # %% ../../nbs/17_synood_generate.ipynb #9db71c65
