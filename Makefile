@@ -34,7 +34,7 @@ else
 $(error BENCH must be full or quick, not $(BENCH))
 endif
 
-.PHONY: install system-deps lab test test-slow reproduce check-clean check-papermill bench toy-world toy-world-figure toy-claims clean
+.PHONY: install system-deps lab test test-slow reproduce rehearse check-clean check-papermill bench toy-world toy-world-figure toy-claims clean
 # Debian packages the tests read: WordNet 3.0 (the database NegLabel's word corpus is derived from when the release's lists are not configured; read from its data files), and the
 # browser of the JupyterLab test with fonts for its screenshot (driven by Playwright; `playwright install` is never run).
 DEBIAN_PACKAGES := wordnet-base chromium fonts-liberation
@@ -130,6 +130,14 @@ reproduce: install
 	@HF_HUB_OFFLINE=1 $(BIN)/ood-repro run --all --profile $(PROFILE); status=$$?; \
 	echo "Written:"; find runs/$(PROFILE) runs/papermill figures -type f -newer runs/.reproduce-started 2>/dev/null \
 		| sort | sed 's/^/  /'; exit $$status
+
+# The paper profile's dress rehearsal (README, "Rehearsing the paper profile"): `ood-repro rehearse` prepares
+# REHEARSAL_DIR once (every dataset in its real layout with generated images, random-weight checkpoints of every
+# model at its real architecture: about 17 GB) and runs every experiment notebook with the paper profile against it,
+# subsampled as ood_repro.rehearsal says; REHEARSAL_MINUTES on this project's 2-core machine.
+REHEARSAL_DIR ?= runs/rehearsal
+rehearse: install
+	HF_HUB_OFFLINE=1 $(BIN)/ood-repro rehearse $(REHEARSAL_DIR)
 
 # The papers' comparisons (TagOOD against a baseline, SynOOD against NegLabel, each component against the table row
 # without it) in the paper and in a finished run of PROFILE, as README.md's table of the toy world shows them.

@@ -14,7 +14,7 @@ __all__ = ['FIGURES', 'EXPERIMENT_BENCHMARKS', 'KINDS', 'PARAMETER_RULES', 'OPTI
            'gpu_checks', 'weight_check', 'weight_checks', 'dataset_checks', 'dependency_checks', 'corpus_checks',
            'run_corpus_check', 'Requirement', 'run_requirements', 'run_checks', 'MissingRequirementsError',
            'missing_lines', 'run_config', 'rehearsal_lines', 'preflight', 'doctor', 'estimate_report', 'print_checks',
-           'doctor_command', 'main']
+           'doctor_command', 'rehearse_command', 'main']
 
 # %% ../nbs/18_cli.ipynb #9c6a25b1
 import argparse
@@ -533,11 +533,13 @@ def executed_notebooks(name: str, config: Config) -> dict:
 # %% ../nbs/18_cli.ipynb #5c2d842b
 def paper_estimate(values: dict, nbs: Path, config: Config) -> tuple:
     """(all, still to do): `ood_repro.costs.estimate` tables of the paper profile of the experiments of `values`
-    ({name: parameter values}, their notebooks in `nbs`), the second without what the cache at `config.cache_dir` holds."""
+    ({name: parameter values}, their notebooks in `nbs`) on the images `config` makes them read (`run_counts`: a
+    rehearsal's, a `max_images` cut), the second without what the cache at `config.cache_dir` holds."""
     # imported here: the estimate reads the models' architectures (torch, timm, open_clip), seconds of start-up
-    from ood_repro.costs import estimate, experiment_parameters, pending, profile_work
+    from ood_repro.costs import estimate, experiment_parameters, pending, profile_work, run_counts
 
-    work = profile_work({name: experiment_parameters(name, given, nbs) for name, given in values.items()})
+    work = profile_work({name: experiment_parameters(name, given, nbs) for name, given in values.items()},
+                        run_counts(config))
     return estimate(work), estimate(pending(work, config.cache_dir))
 
 # %% ../nbs/18_cli.ipynb #e02c854b
@@ -1277,6 +1279,22 @@ def doctor_command(config: Config, out, name: str | None = None, nbs: Path | Non
     print("\n".join(report), file=out)
     return 0
 
+# %% ../nbs/18_cli.ipynb #0dc9ad1c
+def rehearse_command(folder, nbs: Path, out) -> int:
+    "Prepare the rehearsal folder `folder` and run every experiment in it with the paper profile; run_command's exit code."
+    from ood_repro.rehearsal import prepare_rehearsal, rehearsal_overrides, write_rehearsal_inputs
+
+    folder = Path(folder).resolve()
+    print(f"Preparing the rehearsal in {folder} (the first time: generated data and about 17 GB of checkpoints, "
+          "minutes)", file=out, flush=True)
+    config_file = prepare_rehearsal(folder)
+    config = load_config(config_file)
+    inputs = write_rehearsal_inputs(folder / "inputs", config)  # written by prepare_rehearsal; their paths
+    status = run_command(None, True, rehearsal_overrides(inputs), "paper", nbs, config, config_file, out)
+    print("The feature cache the rehearsal left:", file=out)
+    cache_command(config, out)
+    return status
+
 # %% ../nbs/18_cli.ipynb #4a717852
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ood-repro", description="Reproduce the tables and figures of TagOOD "
@@ -1356,6 +1374,16 @@ def _parser() -> argparse.ArgumentParser:
                             "  ood-repro doctor                     the whole registry, and all experiments' estimate\n"
                             "  ood-repro doctor tab1_tagood         what the paper run of tab1_tagood reads, ok or MISS")
     doctor_parser.add_argument("name", nargs="?", metavar="NAME", help="one experiment: its requirements and estimate")
+    rehearse = command("rehearse", "rehearse the paper profile on generated data and random real-size weights",
+                       "Prepare FOLDER (once): every dataset in its real layout with a few generated images, random-"
+                       "weight checkpoints of every model at its real architecture in its download's format, and a "
+                       "config file with `rehearsal: true` (image counts not checked) and `max_images` (a subsample); "
+                       "then run every experiment with the paper profile and small generation and sweep sizes against "
+                       "it, and list the feature cache it left. Every output says REHEARSAL; the numbers mean nothing.",
+                       "  ood-repro rehearse                   in runs/rehearsal\n"
+                       "  ood-repro rehearse /scratch/reh      elsewhere (about 20 GB)")
+    rehearse.add_argument("folder", nargs="?", default="runs/rehearsal", metavar="FOLDER",
+                          help="where the rehearsal's data, weights, cache and results go (default: runs/rehearsal)")
     return parser
 
 
@@ -1395,6 +1423,8 @@ def main(argv: list | None = None) -> int:
             if args.keys:
                 raise UsageError("Entry keys go with `ood-repro cache verify KEY ...`; `ood-repro cache` lists every entry.")
             return cache_command(config, out)
+        if args.command == "rehearse":
+            return rehearse_command(args.folder, nbs, out)
         return doctor_command(config, out, args.name, nbs)
     except KeyboardInterrupt:
         print("ood-repro: interrupted", file=sys.stderr)

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['CONFIG_FILENAME', 'REHEARSAL_VARIABLE', 'CONFIG_VARIABLE', 'PATH_VARIABLES', 'REHEARSAL_NOTE', 'PROFILES',
-           'PROGRESS_STYLES', 'STAGE_LOG_INTERVAL', 'find_repo_root', 'Config', 'absolute_path_variables',
-           'load_config', 'check_profile', 'profile_settings', 'resolve_profile', 'get_device', 'seed_everything',
-           'progress_style', 'StageLog', 'progress_bar', 'kernel_config']
+           'PROGRESS_STYLES', 'STAGE_LOG_INTERVAL', 'find_repo_root', 'Config', 'subsample_note',
+           'absolute_path_variables', 'load_config', 'check_profile', 'profile_settings', 'resolve_profile',
+           'get_device', 'seed_everything', 'progress_style', 'StageLog', 'progress_bar', 'kernel_config']
 
 # %% ../nbs/00_config.ipynb #e42b43ab
 import copy
@@ -33,7 +33,7 @@ def find_repo_root(start: Path | str | None = None) -> Path | None:
 
 # %% ../nbs/00_config.ipynb #75ae92af
 CONFIG_FILENAME = "ood_repro.yml"
-_KNOWN_KEYS = {"data_root", "datasets", "checkpoints", "work_dir", "cache_dir", "results_dir", "rehearsal"}
+_KNOWN_KEYS = {"data_root", "datasets", "checkpoints", "work_dir", "cache_dir", "results_dir", "rehearsal", "max_images"}
 REHEARSAL_VARIABLE = "OOD_REPRO_REHEARSAL"
 CONFIG_VARIABLE = "OOD_REPRO_CONFIG"
 PATH_VARIABLES = {"data_root": "OOD_REPRO_DATA", "work_dir": "OOD_REPRO_WORK", "cache_dir": "OOD_REPRO_CACHE",
@@ -53,6 +53,7 @@ class Config:
     dataset_paths: dict = field(default_factory=dict)
     checkpoints: dict = field(default_factory=dict)
     rehearsal: bool = False  # relaxes the image-count checks of the paper profile, and nothing else
+    max_images: dict = field(default_factory=dict)  # {dataset name: N}: the paper profile keeps N images of it, evenly spread
 
     def dataset_path(self, name: str, default_relpath: str) -> Path:
         "Where dataset `name` lives: its own entry in the config file, else `data_root/default_relpath`."
@@ -92,7 +93,26 @@ def _read_config_file(path: Path) -> dict:
         content[key] = {name: resolve(value) for name, value in (content.get(key) or {}).items()}
     if "rehearsal" in content and not isinstance(content["rehearsal"], bool):
         raise ValueError(f"Config file {path}: `rehearsal` must be true or false, not {content['rehearsal']!r}.")
+    content["max_images"] = _max_images(content.get("max_images") or {}, path)
     return content
+
+
+def _max_images(value, path: Path) -> dict:
+    "`max_images:` of the config file at `path`, checked: a mapping of dataset names to positive ints."
+    if not isinstance(value, dict) or not all(isinstance(count, int) and not isinstance(count, bool) and count > 0
+                                              for count in value.values()):
+        raise ValueError(f"Config file {path}: `max_images` must map dataset names to positive ints, e.g. "
+                         f"`max_images: {{imagenet-train: 1000}}`; got {value!r}.")
+    return {str(name): count for name, count in value.items()}
+
+
+def subsample_note(config: "Config") -> str:
+    "What every output of a run with `max_images` says; empty without it."
+    if not config.max_images:
+        return ""
+    kept = ", ".join(f"{count:,} of {name}" for name, count in sorted(config.max_images.items()))
+    return (f"SUBSAMPLED: at most {kept} images (`max_images` in {CONFIG_FILENAME}); "
+            "not the whole datasets, so not the paper's numbers")
 
 
 def _rehearsal_variable(value: str) -> bool:
@@ -133,7 +153,7 @@ def load_config(path: Path | str | None = None, **overrides) -> Config:
                   cache_dir=Path(content.get("cache_dir", work_dir / "cache")),
                   results_dir=Path(content.get("results_dir", root)),
                   dataset_paths=dict(content.get("datasets", {})), checkpoints=dict(content.get("checkpoints", {})),
-                  rehearsal=bool(content.get("rehearsal", False)))
+                  rehearsal=bool(content.get("rehearsal", False)), max_images=dict(content.get("max_images", {})))
 
 # %% ../nbs/00_config.ipynb #012282a2
 PROFILES = {

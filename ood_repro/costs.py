@@ -7,7 +7,7 @@ __all__ = ['ASSUMPTIONS', 'IMAGE_SETS', 'EXPERIMENT_WORK', 'SHARD_SIZE', 'Assump
            'assumed', 'kept_token_fraction', 'output_widths', 'ind_tags', 'stored_bytes', 'image_size', 'ram_head_macs',
            'gpu_images_per_second', 'projector_macs', 'Extraction', 'TagOODDecomposition', 'TagOODTraining',
            'Generation', 'SynOODFit', 'KNNBank', 'Work', 'experiment_parameters', 'synthetic_sets', 'experiment_work',
-           'profile_work', 'Cost', 'extraction_cost', 'decomposition_cost', 'training_cost',
+           'profile_work', 'run_counts', 'Cost', 'extraction_cost', 'decomposition_cost', 'training_cost',
            'inpainting_unet_evaluations', 'generation_cost', 'synood_fit_cost', 'knn_cost', 'cost', 'estimate',
            'by_stage', 'completed', 'pending', 'disk_needed', 'free_disk', 'input_bytes', 'format_bytes', 'stage_lines']
 
@@ -15,6 +15,7 @@ __all__ = ['ASSUMPTIONS', 'IMAGE_SETS', 'EXPERIMENT_WORK', 'SHARD_SIZE', 'Assump
 import functools
 import inspect
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from .backbones import feature_blocks
 from .cache import FeatureCache, extract
 from .cli import EXPERIMENT_BENCHMARKS, notebooks_dir, read_parameters
 from .config import profile_settings
-from .data import BENCHMARKS, DATASETS, make_transform
+from .data import BENCHMARKS, DATASETS, RehearsalWarning, check_counts, make_transform
 from .distance_baselines import CHUNK_ROWS, KNN
 from .pipeline import SYNTHETIC_SOURCES
 from .ram import IMAGENET_NUM_CLASSES, REAL_CONFIG, imagenet_class_tags
@@ -347,11 +348,13 @@ def _setting(parameters: dict, name: str, default):
     return default if parameters.get(name) is None else parameters[name]
 
 
-def synthetic_sets(parameters: dict, kinds: tuple) -> dict:
-    "{kind: Generation} of the synthetic sets `kinds` ('grad', 'neg') as a notebook's `parameters` make them."
+def synthetic_sets(parameters: dict, kinds: tuple, train_images: int | None = None) -> dict:
+    """{kind: Generation} of the synthetic sets `kinds` ('grad', 'neg') as a notebook's `parameters` make them, from
+    `train_images` ImageNet training images (None: all; the Grad set has at most one image per source image)."""
     defaults = profile_settings("paper", "synthetic_sets")
     steps = _setting(parameters, "steps", defaults["num_inference_steps"])
-    grad = Generation("grad", _setting(parameters, "n_per_class", defaults["n_per_class"]) * IMAGENET_NUM_CLASSES,
+    sources = _setting(parameters, "n_per_class", defaults["n_per_class"]) * IMAGENET_NUM_CLASSES
+    grad = Generation("grad", sources if train_images is None else min(sources, train_images),
                       steps, _setting(parameters, "iterations", guidance_settings("paper").iterations))
     sets = {"grad": grad}
     if "neg" in kinds:
@@ -374,17 +377,18 @@ def _models(reference, parameters: dict, experiment: str) -> tuple:
     return models
 
 
-def experiment_work(name: str, parameters: dict) -> tuple:
-    "The work items of experiment `name`'s paper profile with its `parameters` (experiment_parameters), each once."
+def experiment_work(name: str, parameters: dict, counts: dict | None = None) -> tuple:
+    """The work items of experiment `name`'s paper profile with its `parameters` (experiment_parameters), each once;
+    `counts` ({dataset: images}, e.g. `run_counts`'s) replaces the registry's counts of the datasets it names."""
     if name not in EXPERIMENT_WORK:
         raise ValueError(f"No EXPERIMENT_WORK for {name!r}: the resources of {', '.join(EXPERIMENT_WORK)} are known.")
+    sizes = {dataset: spec.count for dataset, spec in DATASETS.items()} | (counts or {})
     work = EXPERIMENT_WORK[name]
-    sets = synthetic_sets(parameters, work.generates) if work.generates else {}
-    train = next(spec for spec in DATASETS.values() if spec.role == "id-train")
-    test = next(spec for spec in DATASETS.values() if spec.role == "id-test")
-    images = {"train": [(train.name, train.count)], "test": [(test.name, test.count)],
-              "ood": [(ood, DATASETS[ood].count) for benchmark in EXPERIMENT_BENCHMARKS[name]
-                      for ood in BENCHMARKS[benchmark]]}
+    train = next(spec.name for spec in DATASETS.values() if spec.role == "id-train")
+    test = next(spec.name for spec in DATASETS.values() if spec.role == "id-test")
+    sets = synthetic_sets(parameters, work.generates, sizes[train]) if work.generates else {}
+    images = {"train": [(train, sizes[train])], "test": [(test, sizes[test])],
+              "ood": [(ood, sizes[ood]) for benchmark in EXPERIMENT_BENCHMARKS[name] for ood in BENCHMARKS[benchmark]]}
     if sets:
         images.update(sources=[(SYNTHETIC_SOURCES, sets["grad"].images)], grad=[("grad-images", sets["grad"].images)])
     if "neg" in sets:
@@ -397,8 +401,8 @@ def experiment_work(name: str, parameters: dict) -> tuple:
     epochs = training_settings("paper", _setting(parameters, "epochs", parameters.get("tagood_epochs")))["epochs"]
     for method, tau, single_tag in work.tagood:
         for value in _resolved(tau, parameters):
-            items += [TagOODDecomposition(float(value), single_tag, train.count),
-                      TagOODTraining(method, float(value), single_tag, epochs, train.count)]
+            items += [TagOODDecomposition(float(value), single_tag, sizes[train]),
+                      TagOODTraining(method, float(value), single_tag, epochs, sizes[train])]
     if parameters.get("synthetic") is None and parameters.get("synthetic_dir") is None:
         items += list(sets.values())
     for reference, strategies, synthetic, m in work.synood:
@@ -407,15 +411,32 @@ def experiment_work(name: str, parameters: dict) -> tuple:
                   for model in _models(reference, parameters, name)
                   for strategy in _resolved(strategies, parameters) for count in counts]
     for reference, ratio in work.knn_banks:
-        items += [KNNBank(model, round(train.count * _resolved(ratio, parameters)[0]))
+        items += [KNNBank(model, round(sizes[train] * _resolved(ratio, parameters)[0]))
                   for model in _models(reference, parameters, name)]
     return tuple(dict.fromkeys(items))
 
 # %% ../nbs/04b_costs.ipynb #8fb6c025
-def profile_work(parameters: dict) -> tuple:
-    "The work items of every experiment of `parameters` ({experiment: its parameters}), each item once."
-    items = [item for name, values in parameters.items() for item in experiment_work(name, values)]
+def profile_work(parameters: dict, counts: dict | None = None) -> tuple:
+    "The work items of every experiment of `parameters` ({experiment: its parameters}) on `counts`, each item once."
+    items = [item for name, values in parameters.items() for item in experiment_work(name, values, counts)]
     return tuple(dict.fromkeys(items))
+
+
+def run_counts(config) -> dict:
+    """{dataset: images} that a paper run with `config` reads: the counts found on disk in a rehearsal (whose counts are
+    not the registry's; a dataset not found keeps the registry's), the registry's otherwise, each cut to `max_images`."""
+    counts = {}
+    for name, spec in DATASETS.items():
+        count = spec.count
+        if config.rehearsal:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RehearsalWarning)  # the preflight reports the relaxed counts
+                    count = check_counts(name, config)
+            except (OSError, ValueError):  # missing: the preflight names it, the estimate assumes the full set
+                pass
+        counts[name] = min(count, config.max_images.get(name, count))
+    return counts
 
 # %% ../nbs/04b_costs.ipynb #c4f15133
 @dataclass(frozen=True)

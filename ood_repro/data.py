@@ -7,7 +7,8 @@ __all__ = ['ROLES', 'LAYOUTS', 'DATASETS', 'BENCHMARKS', 'RGB_CONVERSIONS', 'IMA
            'CLIP_MEAN', 'CLIP_STD', 'INCEPTION_MEAN', 'INCEPTION_STD', 'DATASET_IDENTITIES', 'SMOKE_COUNTERPARTS',
            'SMOKE_SPLIT_SIZES', 'DatasetSpec', 'get_spec', 'BadImageError', 'load_image', 'DatasetLayoutWarning',
            'list_images', 'read_image_list', 'ImageTransform', 'make_transform', 'ImageDataset', 'RehearsalWarning',
-           'check_counts', 'toy_root', 'get_dataset', 'class_names', 'jpeg_complexity_ranking']
+           'check_counts', 'toy_root', 'get_dataset', 'SubsampleWarning', 'spread_indices', 'class_names',
+           'jpeg_complexity_ranking']
 
 # %% ../nbs/02_data.ipynb #925f3f36
 import errno
@@ -640,7 +641,32 @@ def get_dataset(name, profile: str = "smoke", config: Config | None = None, tran
     else:
         root, files, labels, classes = _scan(spec, config, extensions)
         _verify_count(spec, files, root, strict, config.rehearsal)
+        files, labels = _subsample(spec, files, labels, config)
     return ImageDataset(spec.name, root, files, labels, transform, classes, identity=identity)
+
+
+class SubsampleWarning(UserWarning):
+    "A dataset cut to the configuration's `max_images` for it: the results are not the whole dataset's."
+
+
+def spread_indices(n_items: int, n_kept: int) -> np.ndarray:
+    "`n_kept` indices of `n_items` spread evenly from the first (every class of a class-sorted listing gets its share)."
+    return np.arange(n_kept, dtype=np.int64) * n_items // n_kept
+
+
+def _subsample(spec: DatasetSpec, files: list, labels, config: Config) -> tuple:
+    "(files, labels) cut to `config.max_images[spec.name]` evenly spread items, with a SubsampleWarning; as given without."
+    unknown = sorted(set(config.max_images) - set(DATASETS))
+    if unknown:
+        raise ValueError(f"`max_images` in the configuration names {unknown}, which are not datasets; the datasets "
+                         f"are {', '.join(DATASETS)}.")
+    kept = config.max_images.get(spec.name)
+    if kept is None or kept >= len(files):
+        return files, labels
+    warnings.warn(f"Dataset {spec.name!r}: {kept:,} of its {len(files):,} images, spread evenly over its listing "
+                  f"(`max_images` in the configuration).", SubsampleWarning, stacklevel=3)
+    indices = spread_indices(len(files), kept)
+    return [files[index] for index in indices], np.asarray(labels)[indices]
 
 # %% ../nbs/02_data.ipynb #f6dc2bb3
 def class_names(name="imagenet-val", profile: str = "smoke", config: Config | None = None) -> list:

@@ -28,7 +28,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import __version__
-from .config import REHEARSAL_NOTE, Config, check_profile, load_config
+from .config import REHEARSAL_NOTE, Config, check_profile, load_config, subsample_note
 from .store import atomic_write
 from .tagood import mean_pool
 
@@ -359,11 +359,12 @@ def _git_commit() -> str | None:
 
 
 def run_stamp(profile: str, config: Config | None = None) -> str:
-    """Markdown: the profile (with its watermark, and `REHEARSAL_NOTE` when `config.rehearsal` is on), ood-repro's
-    version, the git commit where known, the time (UTC)."""
-    warning = watermark(profile)
-    if (config or load_config()).rehearsal:
-        warning = f"{warning}; {REHEARSAL_NOTE}" if warning else REHEARSAL_NOTE
+    """Markdown: the profile (with its watermark, `REHEARSAL_NOTE` when `config.rehearsal` is on and, in the paper
+    profile, the `subsample_note` of `config.max_images`), ood-repro's version, the git commit where known, the time (UTC)."""
+    config = config or load_config()
+    notes = [watermark(profile), REHEARSAL_NOTE if config.rehearsal else "",
+             subsample_note(config) if profile == "paper" else ""]
+    warning = "; ".join(note for note in notes if note)
     commit = _git_commit()
     written = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (f"**Run**: profile `{profile}` ({warning or 'the paper’s models and data'}); ood-repro {__version__}"
