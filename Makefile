@@ -134,7 +134,7 @@ reproduce: install
 # The paper profile's dress rehearsal (README, "Rehearsing the paper profile"): `ood-repro rehearse` prepares
 # REHEARSAL_DIR once (every dataset in its real layout with generated images, random-weight checkpoints of every
 # model at its real architecture: about 17 GB) and runs every experiment notebook with the paper profile against it,
-# subsampled as ood_repro.rehearsal says; REHEARSAL_MINUTES on this project's 2-core machine.
+# subsampled as ood_repro.rehearsal says; bench/README.md ("The rehearsal") has its time on this project's 2-core machine.
 REHEARSAL_DIR ?= runs/rehearsal
 rehearse: install
 	HF_HUB_OFFLINE=1 $(BIN)/ood-repro rehearse $(REHEARSAL_DIR)

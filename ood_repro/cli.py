@@ -257,7 +257,7 @@ PARAMETER_RULES = {
     "gradient": Rule(choices="ood_repro.synood.guidance:GRADIENTS"),
     "context": Rule(choices="ood_repro.synood.generate:CONTEXT_SOURCES"),
     "steps": _COUNT, "n_per_class": _COUNT, "neg_images": _COUNT, "n_groups": _COUNT,
-    "iterations": _POSITIVE, "n_pairs": _POSITIVE,
+    "iterations": _POSITIVE, "n_pairs": _POSITIVE, "adaneg_negatives": _COUNT,
     "cost_images": _POSITIVE, "cost_labels": Rule(item="integer", interval="[1, inf)"),
 }
 

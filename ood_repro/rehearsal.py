@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['REHEARSAL_SUBFOLDERS', 'REHEARSAL_IMAGE_SIZE', 'REHEARSAL_CHECKPOINT_MODELS', 'REAL_LLAVA_CONFIG', 'REDUCTIONS',
            'REAL_GENERATION_CONFIG', 'REAL_IMAGE_PROCESSOR', 'REAL_PROCESSOR', 'HUB_VISION_PREFIX',
-           'LLAMA_SPECIAL_TOKENS', 'LLAMA_VOCAB_SIZE', 'LLAVA_ADDED_TOKENS', 'REHEARSAL_MAX_IMAGES',
-           'REHEARSAL_NEGATIVES', 'REHEARSAL_SYNTHETIC', 'REHEARSAL_PARAMETERS', 'write_rehearsal_data',
-           'write_rehearsal_checkpoints', 'reduced_llava_config', 'reduced_llava_processor', 'write_reduced_llava',
-           'write_rehearsal_inputs', 'rehearsal_overrides', 'prepare_rehearsal']
+           'LLAMA_SPECIAL_TOKENS', 'LLAMA_VOCAB_SIZE', 'LLAVA_ADDED_TOKENS', 'REHEARSAL_MAX_IMAGES', 'REHEARSAL_WORDS',
+           'REHEARSAL_SYNTHETIC', 'REHEARSAL_PARAMETERS', 'write_rehearsal_data', 'write_rehearsal_checkpoints',
+           'reduced_llava_config', 'reduced_llava_processor', 'write_reduced_llava', 'write_rehearsal_inputs',
+           'rehearsal_overrides', 'prepare_rehearsal']
 
 # %% ../nbs/23_rehearsal.ipynb #8fe75be2
 import copy
@@ -29,9 +29,8 @@ from transformers import (CLIPImageProcessor, GenerationConfig, LlamaTokenizer, 
                           LlavaForConditionalGeneration, LlavaProcessor)
 
 from .backbones import build_network
-from .corpus import load_wordnet_corpus
+from .corpus import WORD_LISTS_CONFIG_KEY, find_wordnet, lexfile_words, read_wordnet_synsets
 from .data import DATASETS, SMOKE_COUNTERPARTS, DatasetSpec, spread_indices
-from .neglabel import ADJECTIVE_TEMPLATE, NOUN_TEMPLATE
 from .config import load_config
 from .ram import IMAGENET_NUM_CLASSES, RAM, REAL_CONFIG, imagenet_class_wnids, official_name
 from .registry import get_model
@@ -338,7 +337,7 @@ def write_reduced_llava(folder, seed: int = 0) -> Path:
 
 # %% ../nbs/23_rehearsal.ipynb #20006800
 REHEARSAL_MAX_IMAGES = {"imagenet-train": 2, "imagenet-val": 8}  # the `max_images:` of a rehearsal's config file
-REHEARSAL_NEGATIVES = (900, 100)  # WordNet nouns and adjectives of the selected-negatives file
+REHEARSAL_WORDS = (900, 100)  # WordNet nouns and adjectives of the rehearsal's NegLabel word lists
 REHEARSAL_SYNTHETIC = (4, 2)  # classes and images per class of the synthetic folder
 # every notebook that declares one of these gets it (`ood-repro run --all -p KEY VALUE` skips the others)
 REHEARSAL_PARAMETERS = {
@@ -346,22 +345,35 @@ REHEARSAL_PARAMETERS = {
     "n_pairs": 2,  # fig4_synood's columns: the Grad set holds one image per training image
     "m_values": [2, 4], "anchor_m": 4,  # fig3_synood's m, within the 8 synthetic images
     "knn_k": 1,  # tab1_synood's KNN: k at most the bank, the 2 training features
+    # TagOOD's fits: 2 epochs instead of 99. Random RAM weights pass about half of the 4,585 tags on every image (a
+    # trained RAM, a dozen), so 2 images decompose into thousands of tag samples: 99 epochs took over 15 minutes a fit
+    "tagood_epochs": 2, "epochs": 2,
     "cost_images": 2,  # tab5_synood's timing
+    "adaneg_negatives": 100,  # tab1_synood's AdaNeg: the release's 10,000 need a corpus of 10,000 words
 }
 
 
 def write_rehearsal_inputs(folder, config, seed: int = 0) -> dict:
-    """The files a rehearsal passes to the notebooks, under `folder`: {"selected_negatives": a NegLabel selected-negatives
-    file of WordNet words (from `config`'s WordNet), "synthetic": a folder of generated images in wnid subfolders}."""
+    """What a rehearsal adds to its data root, under `folder`: {"word_lists": NegLabel's `txtfiles/` layout with
+    `REHEARSAL_WORDS` of `config`'s WordNet, "synthetic": a folder of generated images in wnid subfolders}."""
     folder = Path(folder)
-    negatives = folder / "selected_negatives.txt"
-    if not negatives.is_file():
-        corpus = load_wordnet_corpus(config)
-        nouns = [corpus.nouns[index] for index in spread_indices(len(corpus.nouns), REHEARSAL_NEGATIVES[0])]
-        adjectives = [corpus.adjectives[index] for index in spread_indices(len(corpus.adjectives), REHEARSAL_NEGATIVES[1])]
-        lines = [NOUN_TEMPLATE.format(word) for word in nouns] + [ADJECTIVE_TEMPLATE.format(word) for word in adjectives]
-        text = "".join(f"{line}\n" for line in lines).encode("utf-8")
-        atomic_write(negatives, lambda handle: handle.write(text))
+    word_lists = folder / "txtfiles"
+    if not word_lists.is_dir():
+        by_file = lexfile_words(read_wordnet_synsets(find_wordnet(config)))
+        staging = temporary_path(folder, "txtfiles")
+        try:
+            staging.mkdir(parents=True)
+            for part, count in zip(("noun.", "adj."), REHEARSAL_WORDS):
+                entries = [(name, word) for name, words in by_file.items() if name.startswith(part) for word in words]
+                kept = {}
+                for index in spread_indices(len(entries), count):
+                    name, word = entries[index]
+                    kept.setdefault(name, []).append(word)
+                for name, words in kept.items():
+                    (staging / f"{name}.txt").write_text("".join(f"{word}\n" for word in words), encoding="utf-8")
+            staging.rename(word_lists)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     synthetic = folder / "synthetic"
     if not synthetic.is_dir():
         classes, per_class = REHEARSAL_SYNTHETIC
@@ -377,12 +389,12 @@ def write_rehearsal_inputs(folder, config, seed: int = 0) -> dict:
             staging.rename(synthetic)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return {"selected_negatives": negatives, "synthetic": synthetic}
+    return {"word_lists": word_lists, "synthetic": synthetic}
 
 
 def rehearsal_overrides(inputs: dict) -> list:
-    "The `-p KEY VALUE` pairs of a rehearsal's `ood-repro run --all`: `REHEARSAL_PARAMETERS` and the `inputs` files."
-    values = {**REHEARSAL_PARAMETERS, **{key: str(path) for key, path in inputs.items()}}
+    "The `-p KEY VALUE` pairs of a rehearsal's `ood-repro run --all`: `REHEARSAL_PARAMETERS` and the synthetic folder."
+    values = {**REHEARSAL_PARAMETERS, "synthetic": str(inputs["synthetic"])}
     return [(key, value if isinstance(value, str) else json.dumps(value)) for key, value in values.items()]
 
 
@@ -394,8 +406,9 @@ def prepare_rehearsal(folder, images_per_folder: int = 1, seed: int = 0, models=
     folder = Path(folder).resolve()
     write_rehearsal_data(folder / "data", images_per_folder=images_per_folder, seed=seed)
     checkpoints = write_rehearsal_checkpoints(folder / "weights", models, seed=seed)
-    content = {"data_root": str(folder / "data"), "checkpoints": checkpoints, "rehearsal": True,
-               "max_images": dict(max_images),
+    # NegLabel's word lists as `datasets:` names them (ood_repro.corpus); written below, with the synthetic folder
+    content = {"data_root": str(folder / "data"), "datasets": {WORD_LISTS_CONFIG_KEY: str(folder / "inputs" / "txtfiles")},
+               "checkpoints": checkpoints, "rehearsal": True, "max_images": dict(max_images),
                "work_dir": str(folder / "work"), "cache_dir": str(folder / "cache"), "results_dir": str(folder / "results")}
     text = yaml.safe_dump(content, sort_keys=False).encode("utf-8")
     config_file = atomic_write(folder / "ood_repro.yml", lambda handle: handle.write(text))

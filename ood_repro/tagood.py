@@ -9,13 +9,14 @@ __all__ = ['RELEASED_ATTENTION_LAYER', 'PAPER_ATTENTION_LAYER', 'ZERO_TAG_RULES'
            'attention_layer', 'tag_token_maps', 'Decomposition', 'decompose', 'select_tokens', 'TagOODProjector',
            'record_lengths', 'pad_records', 'LengthBucketSampler', 'padding_fraction', 'EMACentres', 'tagood_loss',
            'TrainedTagOOD', 'train_tagood', 'centre_scores', 'project', 'score_records', 'tag_score_baseline',
-           'mean_pool', 'class_means', 'raw_cs_scores', 'projected_class_means', 'load_release_checkpoint',
-           'training_settings', 'TagOOD']
+           'mean_pool', 'MissingClassWarning', 'class_means', 'raw_cs_scores', 'projected_class_means',
+           'load_release_checkpoint', 'training_settings', 'TagOOD']
 
 # %% ../nbs/14_tagood.ipynb #80eb2573
 import math
 import shutil
 import time
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -770,6 +771,10 @@ def centre_scores(features, centres, kind: str = "official", tag_scores=None, ha
     if num_patterns is None:
         num_patterns = centre_tensor.shape[1] if centre_tensor.ndim == 3 else 4
     flat_centres = centre_tensor.reshape(len(centre_tensor), -1)
+    # a class without training samples has a NaN centre (class_means): the nearest centre is one of the others
+    flat_centres = flat_centres[torch.isfinite(flat_centres).all(dim=1)]
+    if not len(flat_centres):
+        raise ValueError("centre_scores: no class has a finite centre; were the centres fitted on any sample?")
     if features.ndim != 2 or features.shape[1] != flat_centres.shape[1]:
         raise ValueError(f"features must be (N, {flat_centres.shape[1]}) like the centres; got {tuple(features.shape)}.")
     if kind == "official" and flat_centres.shape[1] % num_patterns:
@@ -847,16 +852,25 @@ def mean_pool(records) -> np.ndarray:
     return pooled
 
 # %% ../nbs/14_tagood.ipynb #95600821
+class MissingClassWarning(UserWarning):
+    "Classes without a training sample: they get no centre and take no part in the scores."
+
+
 def class_means(features, labels, num_classes: int) -> np.ndarray:
-    "(C, D) float64 mean feature of each class; every class needs at least one sample."
+    "(C, D) float64 mean feature of each class; NaN rows, with a MissingClassWarning, for classes without a sample."
     features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"class_means: labels must lie in [0, {num_classes}); got {labels.min()} to {labels.max()}.")
     counts = np.bincount(labels, minlength=num_classes)
-    if len(counts) > num_classes or (counts == 0).any():
-        raise ValueError(f"Every class in [0, {num_classes}) needs a sample for its mean; missing: "
-                         f"{np.flatnonzero(counts[:num_classes] == 0)[:10].tolist()}, labels up to {labels.max()}.")
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        warnings.warn(f"{len(missing)} of {num_classes} classes have no training sample (e.g. {missing[:5].tolist()}): "
+                      "they get no centre and take no part in the scores. A subsample (`max_images`) does this; the "
+                      "whole ImageNet train never does.", MissingClassWarning, stacklevel=2)
     sums = np.zeros((num_classes, features.shape[1]))
     np.add.at(sums, labels, features)
-    return sums / counts[:, None]
+    with np.errstate(invalid="ignore"):  # 0 / 0: the NaN row of a class without samples
+        return sums / counts[:, None]
 
 # %% ../nbs/14_tagood.ipynb #dbb49c29
 def raw_cs_scores(train_records, train_labels, test_records, num_classes: int, kind: str = "paper",
