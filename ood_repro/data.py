@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['ROLES', 'LAYOUTS', 'DATASETS', 'BENCHMARKS', 'RGB_CONVERSIONS', 'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'CLIP_MEAN', 'CLIP_STD', 'INCEPTION_MEAN', 'INCEPTION_STD', 'DATASET_IDENTITIES', 'SMOKE_COUNTERPARTS',
-           'SMOKE_SPLIT_SIZES', 'DatasetSpec', 'get_spec', 'BadImageError', 'load_image', 'DatasetLayoutWarning',
-           'list_images', 'read_image_list', 'ImageTransform', 'make_transform', 'ImageDataset', 'RehearsalWarning',
-           'check_counts', 'toy_root', 'get_dataset', 'SubsampleWarning', 'spread_indices', 'class_names',
-           'jpeg_complexity_ranking']
+           'SMOKE_SPLIT_SIZES', 'MIN_IMAGES_PER_CLASS', 'DatasetSpec', 'get_spec', 'BadImageError', 'load_image',
+           'DatasetLayoutWarning', 'list_images', 'read_image_list', 'ImageTransform', 'make_transform', 'ImageDataset',
+           'RehearsalWarning', 'check_counts', 'toy_root', 'get_dataset', 'SubsampleWarning', 'spread_indices',
+           'class_spread_indices', 'class_names', 'jpeg_complexity_ranking']
 
 # %% ../nbs/02_data.ipynb #925f3f36
 import errno
@@ -654,19 +654,46 @@ def spread_indices(n_items: int, n_kept: int) -> np.ndarray:
     return np.arange(n_kept, dtype=np.int64) * n_items // n_kept
 
 
+MIN_IMAGES_PER_CLASS = 2  # a cut training set keeps at least this many images of each class it keeps
+
+
+def class_spread_indices(labels, n_kept: int, min_per_class: int = MIN_IMAGES_PER_CLASS) -> np.ndarray:
+    """Sorted indices of at most `n_kept` items of a labelled listing: every class while each can keep `min_per_class`
+    items, else `n_kept // min_per_class` classes spread evenly over the sorted labels; each class's share spread evenly
+    over its own items (a class with fewer items than its share gives all it has)."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    classes, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
+    n_classes = min(len(classes), max(1, n_kept // min_per_class))
+    shares = np.full(n_classes, n_kept // n_classes)
+    shares[:n_kept % n_classes] += 1
+    kept = []
+    for position, share in zip(spread_indices(len(classes), n_classes), shares):
+        members = order[starts[position]:starts[position] + sizes[position]]
+        kept.append(members[spread_indices(len(members), min(share, len(members)))])
+    return np.sort(np.concatenate(kept))
+
+
 def _subsample(spec: DatasetSpec, files: list, labels, config: Config) -> tuple:
     "(files, labels) cut to `config.max_images[spec.name]` evenly spread items, with a SubsampleWarning; as given without."
     unknown = sorted(set(config.max_images) - set(DATASETS))
     if unknown:
         raise ValueError(f"`max_images` in the configuration names {unknown}, which are not datasets; the datasets "
                          f"are {', '.join(DATASETS)}.")
-    kept = config.max_images.get(spec.name)
-    if kept is None or kept >= len(files):
+    cap = config.max_images.get(spec.name)
+    if cap is None or cap >= len(files):
         return files, labels
-    warnings.warn(f"Dataset {spec.name!r}: {kept:,} of its {len(files):,} images, spread evenly over its listing "
-                  f"(`max_images` in the configuration).", SubsampleWarning, stacklevel=3)
-    indices = spread_indices(len(files), kept)
-    return [files[index] for index in indices], np.asarray(labels)[indices]
+    labels = np.asarray(labels)
+    if spec.role == "id-train":
+        indices = class_spread_indices(labels, cap)
+        how = (f"{len(np.unique(labels[indices])):,} classes spread evenly over its {len(np.unique(labels)):,}, "
+               f"at least {MIN_IMAGES_PER_CLASS} images each where they have them")
+    else:
+        indices = spread_indices(len(files), cap)
+        how = "spread evenly over its listing"
+    warnings.warn(f"Dataset {spec.name!r}: {len(indices):,} of its {len(files):,} images, {how} (`max_images` in "
+                  f"the configuration).", SubsampleWarning, stacklevel=3)
+    return [files[index] for index in indices], labels[indices]
 
 # %% ../nbs/02_data.ipynb #f6dc2bb3
 def class_names(name="imagenet-val", profile: str = "smoke", config: Config | None = None) -> list:

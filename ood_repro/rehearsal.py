@@ -30,7 +30,7 @@ from transformers import (CLIPImageProcessor, GenerationConfig, LlamaTokenizer, 
 
 from .backbones import build_network
 from .corpus import WORD_LISTS_CONFIG_KEY, find_wordnet, lexfile_words, read_wordnet_synsets
-from .data import DATASETS, SMOKE_COUNTERPARTS, DatasetSpec, spread_indices
+from .data import DATASETS, MIN_IMAGES_PER_CLASS, SMOKE_COUNTERPARTS, DatasetSpec, spread_indices
 from .config import load_config
 from .ram import IMAGENET_NUM_CLASSES, RAM, REAL_CONFIG, imagenet_class_wnids, official_name
 from .registry import get_model
@@ -46,7 +46,13 @@ _MARKER = ".ood_repro_rehearsal.json"  # hidden: list_images skips dot entries, 
 
 def _marker(images_per_folder: int, seed: int) -> dict:
     return {"generator": "ood_repro.rehearsal", "images_per_folder": images_per_folder, "seed": seed,
+            "training_images_per_class": _images_per_folder(DATASETS["imagenet-train"], images_per_folder),
             "image_size": REHEARSAL_IMAGE_SIZE, "subfolders": REHEARSAL_SUBFOLDERS, "datasets": sorted(DATASETS)}
+
+
+def _images_per_folder(spec: DatasetSpec, images_per_folder: int) -> int:
+    "A training set's class folders hold at least MIN_IMAGES_PER_CLASS, so that its cut by class keeps pairs."
+    return max(images_per_folder, MIN_IMAGES_PER_CLASS) if spec.role == "id-train" else images_per_folder
 
 
 def _folders(spec: DatasetSpec) -> list:
@@ -60,7 +66,8 @@ def _folders(spec: DatasetSpec) -> list:
 def _write_dataset(spec: DatasetSpec, root: Path, images_per_folder: int, seed: int) -> None:
     "Write dataset `spec` under `root` (its path in a data root) in its layout."
     folders = _folders(spec)
-    names = [f"{folder}/{folder.rsplit('/', 1)[-1]}_{index}.JPEG" for folder in folders for index in range(images_per_folder)]
+    per_folder = _images_per_folder(spec, images_per_folder)
+    names = [f"{folder}/{folder.rsplit('/', 1)[-1]}_{index}.JPEG" for folder in folders for index in range(per_folder)]
     images = make_split(SMOKE_COUNTERPARTS[spec.name], seed=seed, image_size=REHEARSAL_IMAGE_SIZE, n=len(names)).images
     image_root = root / spec.image_dir if spec.layout == "image_list" else root
     for folder in folders:
@@ -75,14 +82,14 @@ def _write_dataset(spec: DatasetSpec, root: Path, images_per_folder: int, seed: 
 
 def write_rehearsal_data(root, images_per_folder: int = 1, seed: int = 0) -> dict:
     """Every dataset of `DATASETS` under `root` at its `relpath`, in its real layout, with `images_per_folder` generated
-    JPEG images per folder; {dataset name: images}. Written once: an existing root with other contents is refused."""
+    JPEG images per folder (at least `MIN_IMAGES_PER_CLASS` per training class); {dataset name: images}. Written once: an existing root with other contents is refused."""
     if not isinstance(images_per_folder, int) or isinstance(images_per_folder, bool) or images_per_folder < 1:
         raise ValueError(f"images_per_folder must be a positive int, got {images_per_folder!r}.")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
     root = Path(root)
     marker = _marker(images_per_folder, seed)
-    counts = {name: len(_folders(spec)) * images_per_folder for name, spec in DATASETS.items()}
+    counts = {name: len(_folders(spec)) * _images_per_folder(spec, images_per_folder) for name, spec in DATASETS.items()}
     if root.exists():
         try:
             found = json.loads((root / _MARKER).read_text(encoding="utf-8"))
@@ -336,7 +343,7 @@ def write_reduced_llava(folder, seed: int = 0) -> Path:
 
 
 # %% ../nbs/23_rehearsal.ipynb #20006800
-REHEARSAL_MAX_IMAGES = {"imagenet-train": 2, "imagenet-val": 8}  # the `max_images:` of a rehearsal's config file
+REHEARSAL_MAX_IMAGES = {"imagenet-train": 4, "imagenet-val": 8}  # the `max_images:` of a rehearsal's config file
 REHEARSAL_WORDS = (900, 100)  # WordNet nouns and adjectives of the rehearsal's NegLabel word lists
 REHEARSAL_SYNTHETIC = (4, 2)  # classes and images per class of the synthetic folder
 # every notebook that declares one of these gets it (`ood-repro run --all -p KEY VALUE` skips the others)
@@ -344,9 +351,9 @@ REHEARSAL_PARAMETERS = {
     "steps": 2, "iterations": 1, "n_per_class": 1, "neg_images": 1,  # SynOOD's generation (tab4, fig4)
     "n_pairs": 2,  # fig4_synood's columns: the Grad set holds one image per training image
     "m_values": [2, 4], "anchor_m": 4,  # fig3_synood's m, within the 8 synthetic images
-    "knn_k": 1,  # tab1_synood's KNN: k at most the bank, the 2 training features
+    "knn_k": 1,  # tab1_synood's KNN: k at most the bank, the 4 training features
     # TagOOD's fits: 2 epochs instead of 99. Random RAM weights pass about half of the 4,585 tags on every image (a
-    # trained RAM, a dozen), so 2 images decompose into thousands of tag samples: 99 epochs took over 15 minutes a fit
+    # trained RAM, a dozen), so 4 images decompose into thousands of tag samples: 99 epochs on 2 took over 15 minutes
     "tagood_epochs": 2, "epochs": 2,
     "cost_images": 2,  # tab5_synood's timing
     "adaneg_negatives": 100,  # tab1_synood's AdaNeg: the release's 10,000 need a corpus of 10,000 words

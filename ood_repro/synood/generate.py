@@ -6,13 +6,14 @@
 __all__ = ['SD2_INPAINTING', 'SD2_TEXT_TO_IMAGE', 'LLAVA_MODEL', 'SD2_INPAINT_SCHEDULER', 'ID_SUBSET_FILE',
            'DEFAULT_CONTEXT_QUESTION', 'LLAVA_PROMPT_FORMAT', 'PROMPT_TEMPLATE', 'RELEASE_CONTEXT_CHARS',
            'PROMPT_FORMS', 'MODEL_DTYPES', 'SD2_UNET', 'SD2_UNET_IN_CHANNELS', 'SD2_VAE', 'SD2_TEXT_ENCODER',
-           'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT', 'CONTEXT_SOURCES', 'select_id_subset',
-           'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext', 'paper_model_id',
-           'tiny_llava', 'model_dtype', 'load_llava', 'MLLMContext', 'llava_context', 'diffusers_clip_tokenizer',
-           'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'real_size_pipeline', 'load_inpaint_pipeline',
-           'load_text_to_image_pipeline', 'load_source_images', 'to_uint8', 'make_inpainter', 'generate_dataset',
-           'read_manifest', 'generated_dataset', 'TextToImageSettings', 'label_slug', 'generate_negative_label_images',
-           'ram_tag_context', 'generate_synthetic_sets', 'read_synthetic_sets', 'id_subset_dataset', 'synthetic_folder']
+           'RUN_FILE', 'RECORDS_DIR', 'IMAGE_FORMATS', 'PROGRESS_FORMAT', 'CONTEXT_SOURCES', 'ID_SUBSET_SOURCE_FILE',
+           'select_id_subset', 'parse_context_labels', 'context_prompt', 'ContextAnswer', 'ContextCache', 'TagContext',
+           'paper_model_id', 'tiny_llava', 'model_dtype', 'load_llava', 'MLLMContext', 'llava_context',
+           'diffusers_clip_tokenizer', 'tiny_inpaint_pipeline', 'tiny_text_to_image_pipeline', 'real_size_pipeline',
+           'load_inpaint_pipeline', 'load_text_to_image_pipeline', 'load_source_images', 'to_uint8', 'make_inpainter',
+           'generate_dataset', 'read_manifest', 'generated_dataset', 'TextToImageSettings', 'label_slug',
+           'generate_negative_label_images', 'ram_tag_context', 'subset_source', 'generate_synthetic_sets',
+           'read_synthetic_sets', 'id_subset_dataset', 'synthetic_folder']
 
 # %% ../../nbs/17_synood_generate.ipynb #8b127991
 import gzip
@@ -816,16 +817,32 @@ def ram_tag_context(profile: str = "smoke", config=None, seed: int = 0, device="
     return TagContext(tags, class_tags=class_tags, source_id=f"ram-tags:{extractor.weights_id}:{digest}")
 
 # %% ../../nbs/17_synood_generate.ipynb #a234af84
-def _read_or_select_subset(profile: str, config, n_per_class: int, out_dir: Path, progress: bool) -> pd.DataFrame:
-    path = out_dir / ID_SUBSET_FILE
+ID_SUBSET_SOURCE_FILE = "id_subset_source.json"  # the training set and n_per_class the subset was selected with
+
+
+def subset_source(dataset: ImageDataset, n_per_class: int) -> dict:
+    "What an ID subset is selected from: the training set's name, size and manifest, and `n_per_class`."
+    return {"dataset": dataset.name, "images": len(dataset), "manifest": dataset.manifest_id(), "n_per_class": n_per_class}
+
+
+def _read_or_select_subset(dataset: ImageDataset, source: dict, out_dir: Path, progress: bool) -> pd.DataFrame:
+    "The subset in `out_dir` if it was selected from `source` (`subset_source`); else selected from `dataset` and stored."
+    path, source_path = out_dir / ID_SUBSET_FILE, out_dir / ID_SUBSET_SOURCE_FILE
     if path.is_file():
-        subset = pd.read_csv(path, keep_default_na=False)
-        if subset.groupby("label").size().max() != n_per_class:
-            raise ValueError(f"{path} holds another n_per_class than {n_per_class}; use a new out_dir or the same "
-                             f"n_per_class to resume.")
-        return subset
-    dataset = get_dataset("imagenet-train", profile=profile, config=config)
-    return select_id_subset(dataset, n_per_class=n_per_class, out_dir=out_dir, progress=progress)
+        try:
+            recorded = json.loads(source_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = {}
+        differing = sorted(key for key in source if recorded.get(key) != source[key])
+        if differing:
+            raise ValueError(f"{path} was selected with other {differing} than this run's {source} ({source_path}: "
+                             f"{recorded or 'missing'}), so the images generated from it are not this training set's. "
+                             f"Use a new out_dir (out_dir=None names one after the training set), or the same data "
+                             f"and n_per_class to resume.")
+        return pd.read_csv(path, keep_default_na=False)
+    data = json.dumps(source, indent=1, sort_keys=True).encode("utf-8")
+    atomic_write(source_path, lambda handle: handle.write(data))  # first: a subset file never lacks its record
+    return select_id_subset(dataset, n_per_class=source["n_per_class"], out_dir=out_dir, progress=progress)
 
 
 def _spread_labels(labels: list, n_images: int) -> tuple:
@@ -861,6 +878,8 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
     inpainter = make_inpainter(profile, config, seed=seed, device=device, dtype=dtype,
                                classifier_checkpoint=classifier_checkpoint, loss=loss, gradient=gradient,
                                classifier_resampling=resampling, num_inference_steps=steps, iterations=iterations)
+    training_set = get_dataset("imagenet-train", profile=profile, config=config)
+    training = subset_source(training_set, n_per_class)
     if context == "tags":
         source = ram_tag_context(profile, config, seed=seed, device=device, checkpoint=ram_checkpoint)
     else:
@@ -870,13 +889,14 @@ def generate_synthetic_sets(out_dir=None, profile: str = "smoke", *, negative_la
         settings_name = (f"{profile}-{context}-{guidance.loss}-{guidance.gradient}-{guidance.classifier_resampling}"
                          f"-n{n_per_class}-steps{steps}")
         settings_name += f"-iterations{guidance.iterations}-seed{seed}-{str(dtype).removeprefix('torch.')}"
-        # the models' identities (weights included) too: new weights must not meet the images of the old ones
-        models = cache_key(inpainter=inpainter.identity(),
-                           context_source=_context_source_id(source))
+        # the models' identities (weights included) and the training set too: new weights or new data (another
+        # `max_images`, a changed file) must not meet the images of the old ones
+        models = cache_key(inpainter=inpainter.identity(), context_source=_context_source_id(source),
+                           training=training["manifest"])
         out_dir = Path((config or load_config()).cache_dir) / "synood-sets" / f"{settings_name}-models{models[:12]}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    subset = _read_or_select_subset(profile, config, n_per_class, out_dir, progress)
+    subset = _read_or_select_subset(training_set, training, out_dir, progress)
     sets = {"dir": out_dir, "subset": subset, "grad_dir": out_dir / "grad_image", "neg_dir": None, "neg": None}
     sets["grad"] = generate_dataset(subset, source, inpainter, sets["grad_dir"], seed=seed, batch_size=batch_size,
                                     image_format=image_format, progress=progress, rank=rank, world_size=world_size)
