@@ -53,7 +53,7 @@ class Config:
     dataset_paths: dict = field(default_factory=dict)
     checkpoints: dict = field(default_factory=dict)
     rehearsal: bool = False  # relaxes the image-count checks of the paper profile, and nothing else
-    max_images: dict = field(default_factory=dict)  # {dataset name: N}: the paper profile keeps N images of it, evenly spread
+    max_images: dict = field(default_factory=dict)  # {dataset name: N}: the paper profile keeps N of its images, spread
 
     def dataset_path(self, name: str, default_relpath: str) -> Path:
         "Where dataset `name` lives: its own entry in the config file, else `data_root/default_relpath`."
