@@ -675,7 +675,8 @@ def class_spread_indices(labels, n_kept: int, min_per_class: int = MIN_IMAGES_PE
 
 
 def _subsample(spec: DatasetSpec, files: list, labels, config: Config) -> tuple:
-    "(files, labels) cut to `config.max_images[spec.name]` evenly spread items, with a SubsampleWarning; as given without."
+    """(files, labels) cut to `config.max_images[spec.name]` items, with a SubsampleWarning (as given without): a training
+    set by class (`class_spread_indices`), any other set evenly over its listing (`spread_indices`)."""
     unknown = sorted(set(config.max_images) - set(DATASETS))
     if unknown:
         raise ValueError(f"`max_images` in the configuration names {unknown}, which are not datasets; the datasets "

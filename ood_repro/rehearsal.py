@@ -82,7 +82,8 @@ def _write_dataset(spec: DatasetSpec, root: Path, images_per_folder: int, seed: 
 
 def write_rehearsal_data(root, images_per_folder: int = 1, seed: int = 0) -> dict:
     """Every dataset of `DATASETS` under `root` at its `relpath`, in its real layout, with `images_per_folder` generated
-    JPEG images per folder (at least `MIN_IMAGES_PER_CLASS` per training class); {dataset name: images}. Written once: an existing root with other contents is refused."""
+    JPEG images per folder (at least `MIN_IMAGES_PER_CLASS` per training class); {dataset name: images}. Written once:
+    an existing root with other contents is refused."""
     if not isinstance(images_per_folder, int) or isinstance(images_per_folder, bool) or images_per_folder < 1:
         raise ValueError(f"images_per_folder must be a positive int, got {images_per_folder!r}.")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
